@@ -1,0 +1,69 @@
+import { resolve } from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { startEmbeddedPostgres } from '../shared-events/src/embedded/postgres.ts';
+
+/**
+ * Starts what the suites talk to, once per `npm test`:
+ * - PostgreSQL: DATABASE_URL when set, else a real embedded PostgreSQL in .keel-test/pg.
+ *   Each suite creates its own database from it (test/support.ts `freshDatabase`).
+ * - Kafka: KAFKA_BROKERS when set, else a real single-node broker from infra/kafka when Java is present.
+ */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const stops: (() => Promise<void>)[] = [];
+  let pgUrl = process.env.DATABASE_URL;
+  if (!pgUrl) {
+    const t0 = Date.now();
+    const pg = await startEmbeddedPostgres({
+      dataDir: resolve('.keel-test/pg'),
+      port: Number(process.env.KEEL_TEST_PG_PORT ?? 54329),
+      settings: { fsync: 'on' },
+    });
+    pgUrl = pg.adminUrl;
+    stops.push(() => pg.stop());
+    console.log(`[setup] embedded PostgreSQL ready at 127.0.0.1:${new URL(pgUrl).port} in ${Date.now() - t0} ms`);
+  } else {
+    console.log('[setup] using DATABASE_URL for PostgreSQL');
+  }
+  process.env.KEEL_TEST_DATABASE_URL = pgUrl;
+  project.provide('databaseUrl', pgUrl);
+
+  const kafka = await startKafkaIfPossible();
+  if (kafka.brokers) {
+    process.env.KAFKA_BROKERS = kafka.brokers;
+    if (kafka.stop) stops.push(kafka.stop);
+  } else {
+    process.env.KEEL_KAFKA_SKIP_REASON = kafka.reason;
+  }
+  project.provide('kafkaBrokers', kafka.brokers ?? '');
+
+  return async () => {
+    for (const stop of stops.reverse()) await stop().catch((e) => console.error('[teardown]', e));
+  };
+}
+
+async function startKafkaIfPossible(): Promise<{ brokers?: string; stop?: () => Promise<void>; reason?: string }> {
+  if (process.env.KAFKA_BROKERS) return { brokers: process.env.KAFKA_BROKERS };
+  if (process.env.KEEL_NO_KAFKA === '1') return { reason: 'KEEL_NO_KAFKA=1' };
+  try {
+    // infra/kafka/broker.mjs assembles a real Apache Kafka broker from Maven Central jars.
+    const path = '../infra/kafka/broker.mjs';
+    const broker = (await import(/* @vite-ignore */ path)) as {
+      startBroker(o?: Record<string, unknown>): Promise<{ brokers: string; stop(): Promise<void> }>;
+    };
+    const t0 = Date.now();
+    const b = await broker.startBroker({});
+    console.log(`[setup] Kafka broker ready at ${b.brokers} in ${Date.now() - t0} ms`);
+    return { brokers: b.brokers, stop: () => b.stop() };
+  } catch (e) {
+    const reason = `no Kafka broker: ${(e as Error).message.split('\n')[0]}`;
+    console.warn(`[setup] ${reason}`);
+    return { reason };
+  }
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    databaseUrl: string;
+    kafkaBrokers: string;
+  }
+}
