@@ -6,3 +6,8 @@ export type * from './store/port.ts';
 export type * from './schemas/registry-port.ts';
 export { startEmbeddedPostgres } from './embedded/postgres.ts';
 export type { EmbeddedPostgresHandle, EmbeddedPostgresOptions } from './embedded/postgres.ts';
+export { runMigrations } from './db/migrate.ts';
+export type { MigrationSet } from './db/migrate.ts';
+export { registerErrorHandler, errorBody, HttpError, statusByCode } from './http/errors.ts';
+export type { ErrorBody } from './http/errors.ts';
+export type { KeelRuntime, MountService } from './runtime.ts';
