@@ -45,15 +45,19 @@ async function startKafkaIfPossible(): Promise<{ brokers?: string; stop?: () => 
   if (process.env.KAFKA_BROKERS) return { brokers: process.env.KAFKA_BROKERS };
   if (process.env.KEEL_NO_KAFKA === '1') return { reason: 'KEEL_NO_KAFKA=1' };
   try {
-    // infra/kafka/broker.mjs assembles a real Apache Kafka broker from Maven Central jars.
-    const path = '../infra/kafka/broker.mjs';
-    const broker = (await import(/* @vite-ignore */ path)) as {
-      startBroker(o?: Record<string, unknown>): Promise<{ brokers: string; stop(): Promise<void> }>;
-    };
+    // infra/kafka/broker.mjs assembles a real Apache Kafka broker (KRaft) from Maven Central jars.
+    // The tests get their own port and a fresh data directory, so a developer's `npm run kafka:up`
+    // broker and earlier runs' topics never interfere.
+    const broker = await import('../infra/kafka/broker.mjs');
+    const port = Number(process.env.KEEL_TEST_KAFKA_PORT ?? 19192);
+    const opts = { port, controllerPort: port + 1, dataDir: resolve('.keel-test/kafka') };
+    if (broker.runningPid(opts) === undefined) await broker.resetBroker(opts).catch(() => undefined);
     const t0 = Date.now();
-    const b = await broker.startBroker({});
+    const b = await broker.startBroker(opts);
     console.log(`[setup] Kafka broker ready at ${b.brokers} in ${Date.now() - t0} ms`);
-    return { brokers: b.brokers, stop: () => b.stop() };
+    process.env.KEEL_TEST_KAFKA_PORT = String(port);
+    process.env.KEEL_TEST_KAFKA_DATA_DIR = opts.dataDir;
+    return { brokers: b.brokers, stop: b.alreadyRunning ? undefined : async () => void (await b.stop()) };
   } catch (e) {
     const reason = `no Kafka broker: ${(e as Error).message.split('\n')[0]}`;
     console.warn(`[setup] ${reason}`);

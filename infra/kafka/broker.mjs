@@ -12,6 +12,7 @@
 //
 // See infra/kafka/README.md for the environment variables.
 
+import { Buffer } from 'node:buffer';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
@@ -28,6 +29,8 @@ import {
 } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
+import process from 'node:process';
+import { setImmediate, setTimeout } from 'node:timers';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const KAFKA_DIR = dirname(fileURLToPath(import.meta.url));
@@ -74,8 +77,7 @@ export function resolveConfig(opts = {}) {
     (port === DEFAULT_PORT ? DEFAULT_CONTROLLER_PORT : port + 1);
   if (port === controllerPort) throw new Error(`broker port and controller port are both ${port}`);
   const dataDir = resolve(opts.dataDir ?? process.env.KAFKA_DATA_DIR ?? join(CACHE_DIR, `data-${port}`));
-  const readyTimeoutMs =
-    opts.readyTimeoutMs ?? (Number(process.env.KAFKA_READY_TIMEOUT_MS) || 120_000);
+  const readyTimeoutMs = opts.readyTimeoutMs ?? (Number(process.env.KAFKA_READY_TIMEOUT_MS) || 120_000);
   const javaOpts =
     opts.javaOpts ??
     (process.env.KAFKA_JAVA_OPTS ? process.env.KAFKA_JAVA_OPTS.trim().split(/\s+/) : DEFAULT_JAVA_OPTS);
@@ -290,7 +292,10 @@ export function logTail(opts = {}, lines = 60) {
   const cfg = opts.logFile ? opts : resolveConfig(opts);
   try {
     const text = readFileSync(cfg.logFile, 'utf8');
-    return text.split('\n').slice(-lines - 1).join('\n');
+    return text
+      .split('\n')
+      .slice(-lines - 1)
+      .join('\n');
   } catch {
     return '(no log file)';
   }
@@ -410,9 +415,7 @@ export async function waitForReady(opts = {}) {
   let delay = 100;
   while (Date.now() < deadline) {
     if (opts.pid !== undefined && !pidAlive(opts.pid)) {
-      throw new Error(
-        `Kafka (pid ${opts.pid}) exited during startup. Last lines of ${cfg.logFile}:\n${logTail(cfg)}`,
-      );
+      throw new Error(`Kafka (pid ${opts.pid}) exited during startup. Last lines of ${cfg.logFile}:\n${logTail(cfg)}`);
     }
     try {
       const md = await kafkaMetadata(cfg.host, cfg.port, 2000);
@@ -464,6 +467,11 @@ function serverProperties(cfg) {
     'transaction.state.log.num.partitions': 12,
     // consumer groups settle at once
     'group.initial.rebalance.delay.ms': 0,
+    // After a crash (SIGKILL) the controller keeps the dead incarnation's session alive for
+    // broker.session.timeout.ms (default 9 s) and refuses the restarted broker's registration
+    // (DUPLICATE_BROKER_REGISTRATION) until then: shorter, so crash-restart tests come back in ~4 s.
+    'broker.session.timeout.ms': 3000,
+    'broker.heartbeat.interval.ms': 500,
     ...cfg.properties,
   };
   return (
@@ -504,6 +512,11 @@ async function formatStorage(cfg) {
     ],
     {},
   );
+  if (res.code === -1 && /ENOENT/.test(res.out)) {
+    throw new Error(
+      `${javaBin()} not found: Kafka needs a JDK or JRE 17+ (Debian: apt-get install openjdk-17-jre-headless)`,
+    );
+  }
   if (res.code !== 0) throw new Error(`kafka StorageTool format failed (exit ${res.code}):\n${res.out}`);
   log(cfg, `formatted ${cfg.logDir} (cluster id ${clusterId})`);
   return true;
@@ -561,49 +574,67 @@ export async function startBroker(opts = {}) {
     await waitForReady({ ...cfg, pid: existing });
     return handle(cfg, existing, true);
   }
-  await waitPortsFree(cfg, 5000);
-  for (const p of [cfg.port, cfg.controllerPort]) {
-    if (await portInUse(cfg.host, p)) {
-      throw new Error(
-        `port ${cfg.host}:${p} is already in use by another process (not a broker started from ${cfg.dataDir}); ` +
-          `set KAFKA_PORT / KAFKA_CONTROLLER_PORT, or stop it`,
-      );
-    }
-  }
-  await ensureJars(cfg);
   mkdirSync(cfg.dataDir, { recursive: true });
-  writeFileSync(cfg.configFile, serverProperties(cfg));
-  await formatStorage(cfg);
+  // Two concurrent starts on one data dir: the second waits, then finds the first one's broker.
+  const started = await withLock(join(cfg.dataDir, 'start.lock'), async () => {
+    const pid = runningPid(cfg);
+    if (pid !== undefined) return { pid, alreadyRunning: true };
+    await waitPortsFree(cfg, 5000);
+    for (const p of [cfg.port, cfg.controllerPort]) {
+      if (await portInUse(cfg.host, p)) {
+        throw new Error(
+          `port ${cfg.host}:${p} is already in use by another process (not a broker started from ${cfg.dataDir}); ` +
+            `set KAFKA_PORT / KAFKA_CONTROLLER_PORT, or stop it`,
+        );
+      }
+    }
+    await ensureJars(cfg);
+    writeFileSync(cfg.configFile, serverProperties(cfg));
+    await formatStorage(cfg);
 
-  rotateLog(cfg);
-  const out = openSync(cfg.logFile, 'a');
-  let child;
-  try {
-    writeFileSync(out, `\n==== ${new Date().toISOString()} starting Kafka on ${cfg.brokers} ====\n`);
-    child = spawn(javaBin(), [...cfg.javaOpts, ...javaArgs(cfg, 'kafka.Kafka', [cfg.configFile])], {
-      cwd: cfg.dataDir,
-      detached: true,
-      stdio: ['ignore', out, out],
-    });
-  } finally {
-    closeSync(out);
-  }
-  const spawnError = new Promise((_, reject) => child.once('error', reject));
-  spawnError.catch(() => {});
-  await Promise.race([new Promise((r) => setImmediate(r)), spawnError]);
-  if (!child.pid) throw new Error(`could not start ${javaBin()}: is a JDK (17+) installed?`);
-  child.unref();
-  writeFileSync(cfg.pidFile, `${child.pid}\n`);
+    rotateLog(cfg);
+    const out = openSync(cfg.logFile, 'a');
+    let child;
+    try {
+      writeFileSync(out, `\n==== ${new Date().toISOString()} starting Kafka on ${cfg.brokers} ====\n`);
+      child = spawn(javaBin(), [...cfg.javaOpts, ...javaArgs(cfg, 'kafka.Kafka', [cfg.configFile])], {
+        cwd: cfg.dataDir,
+        detached: true,
+        stdio: ['ignore', out, out],
+      });
+    } finally {
+      closeSync(out);
+    }
+    const spawnError = new Promise((_, reject) => child.once('error', reject));
+    spawnError.catch(() => {});
+    try {
+      await Promise.race([new Promise((r) => setImmediate(r)), spawnError]);
+    } catch (err) {
+      throw new Error(`could not start ${javaBin()} (${err.code ?? err.message}): Kafka needs a JDK or JRE 17+`);
+    }
+    if (!child.pid) throw new Error(`could not start ${javaBin()}: Kafka needs a JDK or JRE 17+`);
+    child.unref();
+    writeFileSync(cfg.pidFile, `${child.pid}\n`);
+    return { pid: child.pid, alreadyRunning: false };
+  });
+
   const t0 = Date.now();
   try {
-    await waitForReady({ ...cfg, pid: child.pid });
+    await waitForReady({ ...cfg, pid: started.pid });
   } catch (err) {
-    if (pidAlive(child.pid)) await stopBroker({ ...opts, quiet: true, timeoutMs: 5000 });
-    rmSync(cfg.pidFile, { force: true });
+    if (!started.alreadyRunning) {
+      if (pidAlive(started.pid)) await stopBroker({ ...opts, quiet: true, timeoutMs: 5000 });
+      rmSync(cfg.pidFile, { force: true });
+    }
     throw err;
   }
-  log(cfg, `ready at ${cfg.brokers} in ${((Date.now() - t0) / 1000).toFixed(1)} s (pid ${child.pid}, log ${cfg.logFile})`);
-  return handle(cfg, child.pid, false);
+  if (!started.alreadyRunning) {
+    log(
+      cfg,
+      `ready at ${cfg.brokers} in ${((Date.now() - t0) / 1000).toFixed(1)} s (pid ${started.pid}, log ${cfg.logFile})`,
+    );
+  }
+  return handle(cfg, started.pid, started.alreadyRunning);
 }
 
 /**

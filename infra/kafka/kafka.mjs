@@ -13,15 +13,10 @@
 // (infra/kafka/.cache/data-<port>), KAFKA_JAVA_OPTS, KAFKA_READY_TIMEOUT_MS (120000),
 // KAFKA_LIB_DIR, KAFKA_MVN, KAFKA_MVN_ARGS, JAVA_HOME. See infra/kafka/README.md.
 
-import {
-  brokerStatus,
-  ensureJars,
-  logTail,
-  resetBroker,
-  restartBroker,
-  startBroker,
-  stopBroker,
-} from './broker.mjs';
+import console from 'node:console';
+import process from 'node:process';
+
+import { brokerStatus, ensureJars, logTail, resetBroker, restartBroker, startBroker, stopBroker } from './broker.mjs';
 
 const [cmd = 'help', arg] = process.argv.slice(2);
 
@@ -68,7 +63,9 @@ async function main() {
     }
     case 'jars': {
       const r = await ensureJars();
-      console.log(`${r.fetched ? 'fetched' : 'cached'}: ${r.libDir}${r.fetched ? ` (${(r.ms / 1000).toFixed(1)} s)` : ''}`);
+      console.log(
+        `${r.fetched ? 'fetched' : 'cached'}: ${r.libDir}${r.fetched ? ` (${(r.ms / 1000).toFixed(1)} s)` : ''}`,
+      );
       return 0;
     }
     case 'logs': {
