@@ -1,0 +1,321 @@
+/**
+ * `npm run bench -- fanout [--events 200000] [--rate 5000] [--seconds 20] [--payload-bytes 200] [--batch 2000]`
+ *
+ * 1. Relay throughput: --events events are appended up front (1,000 tenants), then the relay
+ *    publishes them to Kafka from position 0 until its checkpoint reaches the head. Baseline, in the
+ *    same run, on the same broker: a bare kafkajs producer (same settings: idempotent, acks=all, one
+ *    request in flight) sending the very same Avro messages, pre-encoded, in the same chunking.
+ * 2. End-to-end lag, append → projector applied (its transaction committed), with appends paced at
+ *    --rate events/s for --seconds, on Kafka (store → relay → Kafka → consumer group → projector)
+ *    and on the PostgreSQL bus (store → log subscription → projector). p50/p99/max over all events
+ *    after a 2 s warm-up.
+ *
+ * PostgreSQL: DATABASE_URL if set (a fresh database is created and dropped), else an embedded
+ * server in .keel-bench/fanout. Kafka: KAFKA_BROKERS if set, else a broker started from
+ * infra/kafka on its own ports and data dir (.keel-bench/fanout-kafka), stopped at the end.
+ */
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import type { Message } from 'kafkajs';
+import pg from 'pg';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import {
+  busMigrations,
+  canonicalHash,
+  createKafkaBus,
+  createKafkaClient,
+  createPostgresBus,
+  createSchemaRegistry,
+  defaultEventCodec,
+  ensureTopics,
+  getPostgreSQLEventStore,
+  projector,
+  runMigrations,
+  startEmbeddedPostgres,
+  startRelay,
+  storeMigrations,
+  toKafkaMessage,
+  uuidv7,
+  type BusHandler,
+  type EventBus,
+  type EventStore,
+  type NewEvent,
+  type RecordedEvent,
+} from '@keel/shared-events';
+
+const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
+
+export default async function fanoutBench(args: string[]): Promise<Record<string, unknown>> {
+  const opt = (name: string, dflt: number) => {
+    const i = args.indexOf(`--${name}`);
+    return i >= 0 ? Number(args[i + 1]) : dflt;
+  };
+  const totalEvents = opt('events', 200_000);
+  const rate = opt('rate', 5_000);
+  const seconds = opt('seconds', 20);
+  const payloadBytes = opt('payload-bytes', 200);
+  const batchSize = opt('batch', 2_000);
+
+  const cleanups: (() => Promise<void>)[] = [];
+  try {
+    const databaseUrl = await database(cleanups);
+    const brokers = await kafka(cleanups);
+    await runMigrations(databaseUrl, [storeMigrations, busMigrations]);
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 12 });
+    cleanups.push(() => pool.end());
+    await pool.query('create table bench_applied (tenant_id text not null, event_id text not null, global_position bigint not null)');
+    const store = getPostgreSQLEventStore({ connectionString: databaseUrl, registry: createSchemaRegistry() });
+    cleanups.push(() => store.close());
+
+    const relayFigures = await relayThroughput({ store, pool, brokers, totalEvents, payloadBytes, batchSize });
+    const kafkaLag = await endToEnd('kafka', { store, pool, brokers, rate, seconds, payloadBytes });
+    const pgLag = await endToEnd('postgres', { store, pool, brokers, rate, seconds, payloadBytes });
+    return {
+      postgres: process.env.DATABASE_URL ? 'DATABASE_URL' : 'embedded (.keel-bench/fanout)',
+      kafka: process.env.KAFKA_BROKERS ? `KAFKA_BROKERS=${process.env.KAFKA_BROKERS}` : `broker started for the run at ${brokers.join(',')}`,
+      relay: relayFigures,
+      endToEndLag: {
+        paced: `${rate} events/s for ${seconds} s`,
+        kafka: kafkaLag,
+        postgresBus: pgLag,
+      },
+      targets: {
+        relayEventsPerSec: { target: 50_000, measured: relayFigures.relay.eventsPerSec, met: relayFigures.relay.eventsPerSec >= 50_000 },
+        kafkaP99Ms: { target: 250, measured: kafkaLag.p99Ms, met: kafkaLag.p99Ms <= 250 },
+        postgresBusP99Ms: { target: 100, measured: pgLag.p99Ms, met: pgLag.p99Ms <= 100 },
+      },
+    };
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch((e) => console.error('[cleanup]', (e as Error).message));
+  }
+}
+
+async function database(cleanups: (() => Promise<void>)[]): Promise<string> {
+  const name = `keel_bench_fanout_${randomBytes(4).toString('hex')}`;
+  let admin = process.env.DATABASE_URL;
+  if (!admin) {
+    const server = await startEmbeddedPostgres({ dataDir: resolve('.keel-bench/fanout'), port: Number(process.env.KEEL_BENCH_PG_PORT ?? 54331) });
+    cleanups.push(() => server.stop());
+    admin = server.adminUrl;
+  }
+  const c = new pg.Client({ connectionString: admin });
+  await c.connect();
+  await c.query(`create database ${name}`);
+  await c.end();
+  cleanups.push(async () => {
+    const d = new pg.Client({ connectionString: admin });
+    await d.connect();
+    await d.query(`drop database if exists ${name} with (force)`);
+    await d.end();
+  });
+  const u = new URL(admin);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+async function kafka(cleanups: (() => Promise<void>)[]): Promise<string[]> {
+  if (process.env.KAFKA_BROKERS) return process.env.KAFKA_BROKERS.split(',');
+  const { startBroker } = await import('../infra/kafka/broker.mjs');
+  const broker = await startBroker({
+    port: Number(process.env.KEEL_BENCH_KAFKA_PORT ?? 39092),
+    controllerPort: Number(process.env.KEEL_BENCH_KAFKA_CONTROLLER_PORT ?? 39093),
+    dataDir: resolve('.keel-bench/fanout-kafka'),
+    quiet: true,
+  });
+  if (!broker.alreadyRunning) cleanups.push(async () => void (await broker.stop({ quiet: true })));
+  return [broker.brokers];
+}
+
+function recordEvent(tenantId: string, i: number, payloadBytes: number): NewEvent {
+  const payload = { n: i, note: 'x'.repeat(Math.max(0, payloadBytes - 20)) };
+  return {
+    type: 'RecordIngested',
+    tenantId,
+    actor: { kind: 'apiKey', id: 'bench' },
+    correlationId: `bench-${i}`,
+    traceparent: `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`,
+    data: { source: 'bench', entityType: 'order', externalId: `o-${i}`, payload, receivedVia: 'api', contentHash: canonicalHash(payload) },
+  };
+}
+
+const tenantIds = Array.from({ length: 1000 }, (_, i) => `bench${String(i).padStart(4, '0')}`);
+
+async function relayThroughput(o: { store: EventStore; pool: pg.Pool; brokers: string[]; totalEvents: number; payloadBytes: number; batchSize: number }) {
+  const { store, pool, brokers } = o;
+  const startPosition = await store.headPosition();
+  // Append the backlog: 1,000 events per call over 1,000 tenants.
+  const t0 = performance.now();
+  for (let done = 0; done < o.totalEvents; done += 1000) {
+    const n = Math.min(1000, o.totalEvents - done);
+    await store.appendBatch(
+      Array.from({ length: n }, (_, k) => {
+        const tenant = tenantIds[(done + k) % tenantIds.length]!;
+        return { streamId: `record-${tenant}-order-${done + k}`, events: [recordEvent(tenant, done + k, o.payloadBytes)] };
+      }),
+    );
+  }
+  const appendSeconds = (performance.now() - t0) / 1000;
+  const head = await store.headPosition();
+
+  // The same messages the relay will send, pre-encoded, for the bare producer baseline.
+  const codec = defaultEventCodec();
+  const messages: Message[] = [];
+  for (let after = startPosition; ; ) {
+    const r = await store.readAll({ after, maxCount: 10_000 });
+    for (const e of r.events) messages.push(toKafkaMessage(e, codec));
+    after = r.position;
+    if (r.events.length === 0 || after >= head) break;
+  }
+  const client = createKafkaClient({ brokers, logger, clientId: 'bench' });
+  const rawTopic = `keel.bench.raw.${Date.now()}`;
+  const relayTopic = `keel.bench.relay.${Date.now()}`;
+  await ensureTopics(client, { topic: rawTopic, deadLetterTopic: `${rawTopic}.dlq` });
+  await ensureTopics(client, { topic: relayTopic, deadLetterTopic: `${relayTopic}.dlq` });
+
+  const kafkajs = await import('kafkajs');
+  const producer = client.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: kafkajs.default.Partitioners.DefaultPartitioner });
+  await producer.connect();
+  await producer.send({ topic: rawTopic, acks: -1, messages: messages.slice(0, 1000) }); // warm-up
+  const chunks = chunkBySize(messages, o.batchSize, 1024 * 1024);
+  const r0 = performance.now();
+  for (const chunk of chunks) await producer.send({ topic: rawTopic, acks: -1, messages: chunk });
+  const rawSeconds = (performance.now() - r0) / 1000;
+  await producer.disconnect();
+
+  const relay = startRelay({ store, pool, kafka: client, topic: relayTopic, name: `relay:${relayTopic}`, batchSize: o.batchSize, logger, registry: new Registry(), pollIntervalMs: 5 });
+  await relay.activated;
+  // Start at the backlog, as if the relay had published everything before it.
+  const s0 = performance.now();
+  await relay.waitFor(head);
+  const relaySeconds = (performance.now() - s0) / 1000;
+  await relay.stop();
+  // Leave the relay's checkpoint for the lag runs: they start from the head.
+  const events = messages.length;
+  const rawRate = Math.round(events / rawSeconds);
+  const relayRate = Math.round(events / relaySeconds);
+  return {
+    events,
+    payloadBytes: o.payloadBytes,
+    avgMessageBytes: Math.round(messages.reduce((s, m) => s + (m.value as Buffer).length, 0) / events),
+    backlogAppendEventsPerSec: Math.round(o.totalEvents / appendSeconds),
+    relay: { seconds: round(relaySeconds), eventsPerSec: relayRate, batchSize: o.batchSize, note: 'readAll + Avro encode (validating) + idempotent produce, acks=all, checkpoint per batch' },
+    rawProducer: { seconds: round(rawSeconds), eventsPerSec: rawRate, note: 'same pre-encoded messages, same producer settings and chunking, no store, no encoding' },
+    ratio: round(relayRate / rawRate),
+  };
+}
+
+function chunkBySize(messages: Message[], maxCount: number, maxBytes: number): Message[][] {
+  const out: Message[][] = [];
+  for (let i = 0; i < messages.length; i += maxCount) {
+    let chunk: Message[] = [];
+    let bytes = 0;
+    for (const m of messages.slice(i, i + maxCount)) {
+      const size = (m.value as Buffer).length + 128 + String(m.key).length;
+      if (chunk.length && bytes + size > maxBytes) {
+        out.push(chunk);
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push(m);
+      bytes += size;
+    }
+    if (chunk.length) out.push(chunk);
+  }
+  return out;
+}
+
+async function endToEnd(
+  kind: 'kafka' | 'postgres',
+  o: { store: EventStore; pool: pg.Pool; brokers: string[]; rate: number; seconds: number; payloadBytes: number },
+) {
+  const { store, pool } = o;
+  const topic = `keel.bench.lag.${kind}.${Date.now()}`;
+  const issuedAt = new Map<string, number>();
+  const lags: number[] = [];
+  const warmupUntil = { t: Infinity };
+  const name = `projector-bench-${kind}`;
+  const apply = projector({
+    name,
+    pool,
+    apply: async (events: RecordedEvent[], tx) => {
+      await tx.query(
+        'insert into bench_applied (tenant_id, event_id, global_position) select * from unnest($1::text[], $2::text[], $3::bigint[])',
+        [events.map((e) => e.tenantId), events.map((e) => e.eventId), events.map((e) => e.globalPosition)],
+      );
+    },
+  });
+  const handler: BusHandler = async (batch) => {
+    await apply(batch); // committed when this resolves
+    const now = performance.now();
+    for (const e of batch.events) {
+      const t = issuedAt.get(e.eventId);
+      if (t === undefined) continue;
+      issuedAt.delete(e.eventId);
+      if (t >= warmupUntil.t) lags.push(now - t);
+    }
+  };
+
+  let bus: EventBus;
+  let stopRelay = async (): Promise<void> => undefined;
+  if (kind === 'kafka') {
+    const client = createKafkaClient({ brokers: o.brokers, logger, clientId: 'bench-lag' });
+    await ensureTopics(client, { topic, deadLetterTopic: `${topic}.dlq` });
+    const relay = startRelay({ store, pool, kafka: client, topic, name: `relay:${topic}`, logger, registry: new Registry(), pollIntervalMs: 5 });
+    await relay.activated;
+    // Only new events matter: skip the backlog.
+    await relay.waitFor(await store.headPosition());
+    stopRelay = () => relay.stop();
+    bus = createKafkaBus({ brokers: o.brokers, kafka: client, topic, deadLetterTopic: `${topic}.dlq`, logger, ensureTopics: false });
+  } else {
+    bus = createPostgresBus({ store, pool, logger, pollIntervalMs: 10 });
+  }
+  const consumer = await bus.consume({ group: name, handler, from: 'latest', maxBatchSize: 500 });
+  await consumer.ready;
+  await new Promise((r) => setTimeout(r, 1000));
+
+  // Paced appends: every 10 ms, the events due by then, in one appendBatch (one transaction).
+  // The clock starts before the append call: the lag includes the append itself.
+  const start = performance.now();
+  warmupUntil.t = start + 2_000;
+  let sent = 0;
+  while (performance.now() - start < o.seconds * 1000) {
+    const due = Math.floor(((performance.now() - start) / 1000) * o.rate);
+    const n = due - sent;
+    if (n > 0) {
+      const t = performance.now();
+      const appends = Array.from({ length: n }, (_, k) => {
+        const seq = sent + k;
+        const tenant = tenantIds[seq % tenantIds.length]!;
+        const event = { ...recordEvent(tenant, seq, o.payloadBytes), eventId: uuidv7() };
+        issuedAt.set(event.eventId, t);
+        return { streamId: `record-${tenant}-lag${kind}-${seq}`, events: [event] };
+      });
+      await store.appendBatch(appends);
+      sent += n;
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const drainUntil = performance.now() + 30_000;
+  while (issuedAt.size > 0 && performance.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
+  const missing = issuedAt.size;
+  await consumer.stop();
+  await bus.close();
+  await stopRelay();
+  lags.sort((a, b) => a - b);
+  const q = (p: number) => round(lags[Math.min(lags.length - 1, Math.floor(p * lags.length))] ?? NaN);
+  return {
+    events: sent,
+    measured: lags.length,
+    notAppliedWithin30s: missing,
+    p50Ms: q(0.5),
+    p90Ms: q(0.9),
+    p99Ms: q(0.99),
+    maxMs: round(lags[lags.length - 1] ?? NaN),
+    achievedRate: Math.round(sent / o.seconds),
+  };
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}

@@ -1,0 +1,73 @@
+import { canonicalHash } from '@keel/shared-events';
+import { describe, expect, it } from 'vitest';
+import { parseRecordLine, recordEvent, validateRecord } from '../../src/ingest/records.ts';
+
+const good = { source: 'crm', entityType: 'contact', externalId: 'c-42', payload: { name: 'Ada', tags: ['x'] } };
+
+describe('record validation', () => {
+  it('accepts a well-formed record and builds its RecordIngested v2 event', () => {
+    const r = validateRecord({ ...good, occurredAt: '2024-05-01T12:00:00Z' });
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    const { streamId, event } = recordEvent(r.record, { tenantId: 't1', actor: { kind: 'apiKey', id: 'k' }, receivedVia: 'api', correlationId: 'c' });
+    expect(streamId).toBe('record-t1-contact-c-42');
+    expect(event).toMatchObject({
+      type: 'RecordIngested',
+      schemaVersion: 2,
+      tenantId: 't1',
+      occurredAt: new Date('2024-05-01T12:00:00Z'),
+      correlationId: 'c',
+      data: { source: 'crm', entityType: 'contact', externalId: 'c-42', receivedVia: 'api', contentHash: canonicalHash(good.payload) },
+    });
+    // key order does not change the content hash
+    const again = validateRecord({ ...good, payload: { tags: ['x'], name: 'Ada' } });
+    expect(again.ok && recordEvent(again.record, { tenantId: 't1', actor: { kind: 'apiKey', id: 'k' }, receivedVia: 'api' }).event.data.contentHash).toBe(
+      event.data.contentHash,
+    );
+  });
+
+  const cases: [string, unknown, string, RegExp][] = [
+    ['not an object', [1, 2], 'NOT_AN_OBJECT', /JSON object/],
+    ['null', null, 'NOT_AN_OBJECT', /JSON object/],
+    ['unknown field', { ...good, extra: 1 }, 'UNKNOWN_FIELD', /extra/],
+    ['missing source', { ...good, source: undefined }, 'MISSING_FIELD', /source/],
+    ['missing payload', { ...good, payload: undefined }, 'MISSING_FIELD', /payload/],
+    ['wrong type', { ...good, externalId: 42 }, 'INVALID_FIELD', /externalId must be a string/],
+    ['payload not an object', { ...good, payload: 'x' }, 'INVALID_FIELD', /payload must be a JSON object/],
+    ['dash in entityType', { ...good, entityType: 'a-b' }, 'INVALID_FIELD', /entityType/],
+    ['SQL in externalId', { ...good, externalId: "1'; DROP TABLE keel_events; --" }, 'INVALID_FIELD', /externalId/],
+    ['path in externalId', { ...good, externalId: '../../etc/passwd' }, 'INVALID_FIELD', /externalId/],
+    ['script in source', { ...good, source: '<script>alert(1)</script>' }, 'INVALID_FIELD', /source/],
+    ['template in entityType', { ...good, entityType: '${jndi:ldap://x}' }, 'INVALID_FIELD', /entityType/],
+    ['bad date', { ...good, occurredAt: 'yesterday' }, 'INVALID_FIELD', /occurredAt/],
+    ['date without zone', { ...good, occurredAt: '2024-05-01T12:00:00' }, 'INVALID_FIELD', /occurredAt/],
+    ['NUL in payload', { ...good, payload: { a: 'x\u0000y' } }, 'INVALID_FIELD', /NUL/],
+    ['NUL in payload key', { ...good, payload: { ['k\u0000']: 1 } }, 'INVALID_FIELD', /NUL/],
+    ['lone surrogate', { ...good, payload: { a: ['\ud800'] } }, 'INVALID_FIELD', /surrogate/],
+  ];
+  it.each(cases)('rejects %s', (_name, value, code, message) => {
+    const r = validateRecord(JSON.parse(JSON.stringify(value)));
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.rejection.code).toBe(code);
+    expect(r.rejection.message).toMatch(message);
+  });
+
+  it('rejects payloads nested too deeply', () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 100; i++) deep = { d: deep };
+    const r = validateRecord({ ...good, payload: deep });
+    expect(r.ok ? 'ok' : r.rejection.message).toMatch(/nested deeper/);
+  });
+
+  it('keeps injection text in the payload as plain data', () => {
+    const payload = { note: "'; DROP TABLE keel_events; -- <script>alert(1)</script> {{7*7}} ${x}" };
+    const r = validateRecord({ ...good, payload });
+    expect(r.ok && r.record.payload).toEqual(payload);
+  });
+
+  it('reports invalid JSON lines', () => {
+    const r = parseRecordLine('{"source": "crm",');
+    expect(r.ok ? 'ok' : r.rejection.code).toBe('INVALID_JSON');
+  });
+});

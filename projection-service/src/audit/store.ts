@@ -1,0 +1,229 @@
+import type pg from 'pg';
+import type { RecordedEvent } from '@keel/shared-events';
+import { appendToChain, checkpointMessage, emptyHead } from './chain.ts';
+import type { ChainHead, Checkpoint } from './chain.ts';
+import { toAuditEntry } from './row.ts';
+import type { AuditRow } from './row.ts';
+import type { AuditSigner } from './signing.ts';
+import type { TableNames } from '../db/schema.ts';
+
+/**
+ * The audit projector's writes: chain a batch of events onto their tenants' chains and store the
+ * rows, the new chain heads and any checkpoints due, all in the caller's transaction (the bus
+ * projector helper commits them together with its position: effectively once).
+ */
+export interface HeadState extends ChainHead {
+  checkpointSeq: number;
+  checkpointAt: Date | null;
+}
+
+export interface AuditApplyOptions {
+  tables: TableNames;
+  /** Signs a checkpoint every `checkpointEvery` rows of a tenant (at seq multiples). Absent: no checkpoints. */
+  signer?: AuditSigner;
+  checkpointEvery: number;
+  now?: () => Date;
+  /**
+   * Heads already known to the caller (the rebuild, the only writer of its shadow tables, keeps
+   * them in memory between batches); when absent they are read and locked (`for update`).
+   */
+  heads?: Map<string, HeadState>;
+}
+
+export interface AuditApplyResult {
+  /** Rows written (redeliveries are skipped). */
+  written: number;
+  lastPosition: number;
+}
+
+function headOf(row: Record<string, unknown>): HeadState {
+  return {
+    tenantId: String(row.tenant_id),
+    seq: Number(row.seq),
+    hash: row.hash as Buffer,
+    position: Number(row.position),
+    checkpointSeq: Number(row.checkpoint_seq),
+    checkpointAt: (row.checkpoint_at as Date | null) ?? null,
+  };
+}
+
+export async function loadHeads(client: pg.ClientBase, tables: TableNames, tenantIds: string[], lock: boolean): Promise<Map<string, HeadState>> {
+  const res = await client.query(
+    `select tenant_id, seq, hash, position, checkpoint_seq, checkpoint_at from ${tables.audit_chain_heads}
+     where tenant_id = any($1::text[]) order by tenant_id ${lock ? 'for update' : ''}`,
+    [tenantIds],
+  );
+  return new Map(res.rows.map((r: Record<string, unknown>) => [String(r.tenant_id), headOf(r)]));
+}
+
+export function signCheckpoint(signer: AuditSigner, head: ChainHead, signedAt: Date): Checkpoint {
+  const unsigned = { tenantId: head.tenantId, seq: head.seq, position: head.position, hash: head.hash, signedAt, keyId: signer.keyId };
+  return { ...unsigned, signature: signer.sign(checkpointMessage(unsigned)) };
+}
+
+export async function applyAuditBatch(client: pg.ClientBase, events: RecordedEvent[], options: AuditApplyOptions): Promise<AuditApplyResult> {
+  if (events.length === 0) return { written: 0, lastPosition: 0 };
+  const tenantIds = [...new Set(events.map((e) => e.tenantId))];
+  const heads = options.heads ?? (await loadHeads(client, options.tables, tenantIds, true));
+  const now = options.now?.() ?? new Date();
+  const rows: AuditRow[] = [];
+  const checkpoints: Checkpoint[] = [];
+  const touched = new Set<string>();
+  let lastPosition = 0;
+  for (const event of events) {
+    lastPosition = Math.max(lastPosition, event.globalPosition);
+    const head = heads.get(event.tenantId) ?? { ...emptyHead(event.tenantId), checkpointSeq: 0, checkpointAt: null };
+    const { head: next, row } = appendToChain(head, toAuditEntry(event));
+    if (!row) continue;
+    const state: HeadState = { ...next, checkpointSeq: head.checkpointSeq, checkpointAt: head.checkpointAt };
+    if (options.signer && options.checkpointEvery > 0 && row.chainSeq % options.checkpointEvery === 0) {
+      checkpoints.push(signCheckpoint(options.signer, next, now));
+      state.checkpointSeq = row.chainSeq;
+      state.checkpointAt = now;
+    }
+    heads.set(event.tenantId, state);
+    touched.add(event.tenantId);
+    rows.push(row);
+  }
+  if (rows.length) {
+    await insertAuditRows(client, options.tables.audit_events!, rows);
+    await saveHeads(client, options.tables.audit_chain_heads!, [...touched].map((t) => heads.get(t)!));
+  }
+  if (checkpoints.length) await insertCheckpoints(client, checkpoints);
+  return { written: rows.length, lastPosition };
+}
+
+export async function insertAuditRows(client: pg.ClientBase, table: string, rows: AuditRow[]): Promise<void> {
+  const cols = {
+    tenant: [] as string[],
+    pos: [] as number[],
+    seq: [] as number[],
+    stream: [] as string[],
+    streamPos: [] as number[],
+    eventId: [] as string[],
+    type: [] as string[],
+    version: [] as number[],
+    actorKind: [] as string[],
+    actorId: [] as string[],
+    subject: [] as (string | null)[],
+    occurred: [] as string[],
+    recorded: [] as string[],
+    correlation: [] as (string | null)[],
+    causation: [] as (string | null)[],
+    payload: [] as string[],
+    hash: [] as string[],
+  };
+  for (const r of rows) {
+    cols.tenant.push(r.tenantId);
+    cols.pos.push(r.globalPosition);
+    cols.seq.push(r.chainSeq);
+    cols.stream.push(r.streamId);
+    cols.streamPos.push(r.streamPosition);
+    cols.eventId.push(r.eventId);
+    cols.type.push(r.type);
+    cols.version.push(r.schemaVersion);
+    cols.actorKind.push(r.actorKind);
+    cols.actorId.push(r.actorId);
+    cols.subject.push(r.subject);
+    cols.occurred.push(r.occurredAt.toISOString());
+    cols.recorded.push(r.recordedAt.toISOString());
+    cols.correlation.push(r.correlationId);
+    cols.causation.push(r.causationId);
+    cols.payload.push(r.payload);
+    cols.hash.push(r.hash.toString('hex'));
+  }
+  await client.query(
+    `insert into ${table} (tenant_id, global_position, chain_seq, stream_id, stream_position, event_id, type, schema_version,
+       actor_kind, actor_id, subject, occurred_at, recorded_at, correlation_id, causation_id, payload, hash)
+     select t, p, s, st, sp, e, ty, v, ak, ai, su, oc, rc, co, ca, pl::json, decode(h, 'hex')
+     from unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::int[],
+                 $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[], $14::text[], $15::text[],
+                 $16::text[], $17::text[])
+       as x(t, p, s, st, sp, e, ty, v, ak, ai, su, oc, rc, co, ca, pl, h)`,
+    [
+      cols.tenant,
+      cols.pos,
+      cols.seq,
+      cols.stream,
+      cols.streamPos,
+      cols.eventId,
+      cols.type,
+      cols.version,
+      cols.actorKind,
+      cols.actorId,
+      cols.subject,
+      cols.occurred,
+      cols.recorded,
+      cols.correlation,
+      cols.causation,
+      cols.payload,
+      cols.hash,
+    ],
+  );
+}
+
+export async function saveHeads(client: pg.ClientBase, table: string, heads: HeadState[]): Promise<void> {
+  if (!heads.length) return;
+  await client.query(
+    `insert into ${table} (tenant_id, seq, hash, position, checkpoint_seq, checkpoint_at)
+     select t, s, decode(h, 'hex'), p, cs, ca
+     from unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::timestamptz[]) as x(t, s, h, p, cs, ca)
+     on conflict (tenant_id) do update set seq = excluded.seq, hash = excluded.hash, position = excluded.position,
+       checkpoint_seq = excluded.checkpoint_seq, checkpoint_at = excluded.checkpoint_at`,
+    [
+      heads.map((h) => h.tenantId),
+      heads.map((h) => h.seq),
+      heads.map((h) => h.hash.toString('hex')),
+      heads.map((h) => h.position),
+      heads.map((h) => h.checkpointSeq),
+      heads.map((h) => h.checkpointAt?.toISOString() ?? null),
+    ],
+  );
+}
+
+export async function insertCheckpoints(client: pg.ClientBase, checkpoints: Checkpoint[]): Promise<void> {
+  await client.query(
+    `insert into audit_checkpoints (tenant_id, seq, position, hash, signed_at, key_id, signature)
+     select t, s, p, decode(h, 'hex'), sa, k, decode(sg, 'hex')
+     from unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[], $6::text[], $7::text[]) as x(t, s, p, h, sa, k, sg)
+     on conflict (tenant_id, seq) do nothing`,
+    [
+      checkpoints.map((c) => c.tenantId),
+      checkpoints.map((c) => c.seq),
+      checkpoints.map((c) => c.position),
+      checkpoints.map((c) => c.hash.toString('hex')),
+      checkpoints.map((c) => c.signedAt.toISOString()),
+      checkpoints.map((c) => c.keyId),
+      checkpoints.map((c) => c.signature.toString('hex')),
+    ],
+  );
+}
+
+/**
+ * Time-based checkpoints: signs the head of every chain that grew since its last checkpoint and
+ * whose last checkpoint is older than `olderThanMs` (or that never had one). Runs in its own
+ * transaction, serialised with the projector by the head row locks.
+ */
+export async function checkpointStaleHeads(
+  client: pg.ClientBase,
+  signer: AuditSigner,
+  olderThanMs: number,
+  now: Date = new Date(),
+): Promise<number> {
+  const res = await client.query(
+    `select tenant_id, seq, hash, position, checkpoint_seq, checkpoint_at from audit_chain_heads
+     where seq > checkpoint_seq and (checkpoint_at is null or checkpoint_at < $1)
+     order by tenant_id for update skip locked`,
+    [new Date(now.getTime() - olderThanMs).toISOString()],
+  );
+  const heads = res.rows.map((r: Record<string, unknown>) => headOf(r));
+  if (!heads.length) return 0;
+  const checkpoints = heads.map((h) => signCheckpoint(signer, h, now));
+  await insertCheckpoints(client, checkpoints);
+  await client.query(
+    `update audit_chain_heads h set checkpoint_seq = x.s, checkpoint_at = $3
+     from unnest($1::text[], $2::bigint[]) as x(t, s) where h.tenant_id = x.t`,
+    [heads.map((h) => h.tenantId), heads.map((h) => h.seq), now.toISOString()],
+  );
+  return heads.length;
+}

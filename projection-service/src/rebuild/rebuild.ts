@@ -1,0 +1,346 @@
+import type pg from 'pg';
+import type { EventStore, KeelRuntime, ReadAllResult, RecordedEvent } from '@keel/shared-events';
+import { HttpError, KeelError } from '@keel/shared-events';
+import { applyAuditBatch, loadHeads } from '../audit/store.ts';
+import type { HeadState } from '../audit/store.ts';
+import { applyDashboardBatch } from '../dashboard/store.ts';
+import { SHADOW_SUFFIX, isProjectionName, projectionTables, tableNames } from '../db/schema.ts';
+import type { ProjectionName, TableNames } from '../db/schema.ts';
+import { createShadow, createShadowIndexes, dropShadow, shadowExists, swapShadow } from './shadow.ts';
+
+/**
+ * Rebuild a projection: replay the store from position 0 into shadow tables while the live model
+ * keeps serving (and its projector keeps running), then swap the shadows in atomically.
+ *
+ * - Progress is stored with every batch in the same transaction as the shadow rows
+ *   (projection_rebuilds), so an interrupted rebuild resumes where it stopped.
+ * - One rebuild per projection at a time (a session advisory lock).
+ * - The swap locks the live tables in the order the live projector touches them (no deadlock),
+ *   catches the shadow up to the store's head, and replaces the tables. The live projector, blocked
+ *   meanwhile, then finds the shadow's per-tenant positions and skips what the rebuild already
+ *   applied: nothing is applied twice or lost.
+ * - Audit: the rebuilt chain must pass through every signed checkpoint made before; otherwise
+ *   the store no longer matches what was signed and the swap is refused (ChainMismatchError).
+ */
+export interface RebuildProgress {
+  projection: ProjectionName;
+  phase: 'replaying' | 'indexing' | 'swapping' | 'done';
+  events: number;
+  position: number;
+  /** The store's head when last looked at. */
+  headPosition: number;
+  eventsPerSecond: number;
+  /** Seconds to reach the head at the current rate; undefined while unknown. */
+  etaSeconds?: number;
+}
+
+export interface RebuildOptions {
+  onProgress?: (p: RebuildProgress) => void;
+  /** Events per batch read from the store. Default 5000. */
+  batchSize?: number;
+  /** Aborting stops after the batch in flight; the rebuild can be resumed by running it again. */
+  signal?: AbortSignal;
+}
+
+export interface RebuildResult {
+  projection: ProjectionName;
+  /** Events replayed by this run (not counting a previous interrupted run). */
+  events: number;
+  /** Events replayed in total into the swapped-in tables. */
+  totalEvents: number;
+  position: number;
+  durationMs: number;
+  eventsPerSecond: number;
+  /** Set when this run continued an interrupted rebuild from that position. */
+  resumedFrom?: number;
+}
+
+export class RebuildBusyError extends HttpError {
+  constructor(projection: string) {
+    super('REBUILD_RUNNING', 409, `a rebuild of ${projection} is already running`, { projection });
+  }
+}
+
+export class RebuildInterruptedError extends KeelError {
+  readonly code = 'REBUILD_INTERRUPTED';
+  constructor(projection: string, position: number) {
+    super(`rebuild of ${projection} interrupted at position ${position}; run it again to resume`, { projection, position });
+  }
+}
+
+/** The rebuilt audit chain does not pass through a checkpoint signed earlier: the store changed. */
+export class ChainMismatchError extends KeelError {
+  readonly code = 'CHAIN_MISMATCH';
+}
+
+export class UnknownProjectionError extends HttpError {
+  constructor(name: string) {
+    super('NOT_FOUND', 404, `no projection "${name}" (known: audit, dashboard)`, { projection: name });
+  }
+}
+
+interface Applier {
+  /** Tables filled without indexes (their keys and indexes are built after the bulk load). */
+  deferIndexes: readonly string[];
+  /** The live tables in the order the live projector first touches them. */
+  lockOrder: readonly string[];
+  prepare(client: pg.ClientBase, shadow: TableNames): Promise<void>;
+  apply(client: pg.ClientBase, events: RecordedEvent[], shadow: TableNames): Promise<void>;
+  beforeSwap(client: pg.ClientBase, shadow: TableNames): Promise<void>;
+}
+
+function auditApplier(): Applier {
+  let heads = new Map<string, HeadState>();
+  return {
+    deferIndexes: ['audit_events'],
+    lockOrder: ['audit_chain_heads', 'audit_events'],
+    async prepare(client, shadow) {
+      // The rebuild is the only writer of its shadow: the heads live in memory between batches.
+      const r = await client.query(`select tenant_id from ${shadow.audit_chain_heads}`);
+      heads = await loadHeads(client, shadow, r.rows.map((x) => x.tenant_id as string), false);
+    },
+    async apply(client, events, shadow) {
+      // No signing during a rebuild: the checkpoints made live are kept and checked below.
+      await applyAuditBatch(client, events, { tables: shadow, checkpointEvery: 0, heads });
+    },
+    async beforeSwap(client, shadow) {
+      const bad = await client.query(
+        `select c.tenant_id, c.seq, c.position from audit_checkpoints c
+           left join ${shadow.audit_events} a on a.tenant_id = c.tenant_id and a.global_position = c.position
+          where a.tenant_id is null or a.chain_seq <> c.seq or a.hash <> c.hash
+          order by c.tenant_id, c.seq limit 10`,
+      );
+      if (bad.rows.length) {
+        throw new ChainMismatchError(
+          `the rebuilt audit chain does not match ${bad.rows.length === 10 ? 'at least 10' : bad.rows.length} signed checkpoint(s): ` +
+            `the event store differs from what was signed; the live audit trail is kept`,
+          { checkpoints: bad.rows.map((r) => ({ tenantId: r.tenant_id, seq: Number(r.seq), position: Number(r.position) })) },
+        );
+      }
+      // The live projector continues signing from the last checkpoint it made.
+      await client.query(
+        `update ${shadow.audit_chain_heads} h set checkpoint_seq = c.seq, checkpoint_at = c.signed_at
+           from (select distinct on (tenant_id) tenant_id, seq, signed_at from audit_checkpoints order by tenant_id, seq desc) c
+          where h.tenant_id = c.tenant_id`,
+      );
+    },
+  };
+}
+
+function dashboardApplier(): Applier {
+  return {
+    deferIndexes: [],
+    // The projector locks dash_positions first (for update), then writes the rest.
+    lockOrder: ['dash_positions', ...projectionTables.dashboard.filter((t) => t !== 'dash_positions')],
+    prepare: async () => undefined,
+    apply: async (client, events, shadow) => void (await applyDashboardBatch(client, shadow, events)),
+    beforeSwap: async () => undefined,
+  };
+}
+
+const LOCK_BASE = 0x6b65656c; // 'keel'
+
+async function withTx<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
+  await client.query('begin');
+  try {
+    const r = await fn();
+    await client.query('commit');
+    return r;
+  } catch (e) {
+    await client.query('rollback').catch(() => undefined);
+    throw e;
+  }
+}
+
+/**
+ * Reads the log ahead of the writer: while one batch is being written, the next is being read
+ * (the store has its own connections), which is most of a rebuild's speed.
+ */
+function prefetching(store: EventStore, after: number, batchSize: number) {
+  let next: Promise<ReadAllResult> | undefined = store.readAll({ after, maxCount: batchSize });
+  return {
+    async take(): Promise<ReadAllResult> {
+      const r = await next!;
+      next = r.isEnd ? undefined : store.readAll({ after: r.position, maxCount: batchSize });
+      return r;
+    },
+    /** After an end: look again from `after` (new events may have been appended meanwhile). */
+    restart(from: number) {
+      next = store.readAll({ after: from, maxCount: batchSize });
+    },
+    drain() {
+      next?.catch(() => undefined);
+      next = undefined;
+    },
+  };
+}
+
+export async function rebuildProjection(
+  runtime: Pick<KeelRuntime, 'pool' | 'store' | 'logger'>,
+  name: string,
+  options: RebuildOptions = {},
+): Promise<RebuildResult> {
+  if (!isProjectionName(name)) throw new UnknownProjectionError(name);
+  const projection = name;
+  const batchSize = options.batchSize ?? 5000;
+  const applier = projection === 'audit' ? auditApplier() : dashboardApplier();
+  const tables = projectionTables[projection];
+  const shadow = tableNames(projection, SHADOW_SUFFIX);
+  const log = runtime.logger.child({ projection, component: 'rebuild' });
+  const client = await runtime.pool.connect();
+  const lockKey = projection === 'audit' ? 1 : 2;
+  let locked = false;
+  try {
+    const got = await client.query('select pg_try_advisory_lock($1, $2) as ok', [LOCK_BASE, lockKey]);
+    if (!got.rows[0]?.ok) throw new RebuildBusyError(projection);
+    locked = true;
+
+    // Resume or start.
+    const prev = await client.query('select status, position, events from projection_rebuilds where projection = $1', [projection]);
+    let position = 0;
+    let totalEvents = 0;
+    let resumedFrom: number | undefined;
+    const allShadowsExist = (await Promise.all(tables.map((t) => shadowExists(client, t)))).every(Boolean);
+    // Anything but a finished rebuild leaves its shadows and position: carry on from there.
+    if (prev.rows[0] && prev.rows[0].status !== 'done' && allShadowsExist) {
+      position = Number(prev.rows[0].position);
+      totalEvents = Number(prev.rows[0].events);
+      resumedFrom = position;
+      log.info({ position }, 'resuming an interrupted rebuild');
+    } else {
+      await withTx(client, async () => {
+        for (const t of tables) await createShadow(client, t, !applier.deferIndexes.includes(t));
+        await client.query(
+          `insert into projection_rebuilds (projection, status, position, events, started_at, updated_at, finished_at, error)
+           values ($1, 'running', 0, 0, now(), now(), null, null)
+           on conflict (projection) do update set status = 'running', position = 0, events = 0, target_position = 0,
+             started_at = now(), updated_at = now(), finished_at = null, error = null`,
+          [projection],
+        );
+      });
+    }
+    await applier.prepare(client, shadow);
+
+    const started = Date.now();
+    let events = 0;
+    let head = await runtime.store.headPosition();
+    await client.query('update projection_rebuilds set target_position = $2 where projection = $1', [projection, head]);
+    const progress = (phase: RebuildProgress['phase']) => {
+      const secs = (Date.now() - started) / 1000;
+      const rate = secs > 0 ? events / secs : 0;
+      const remaining = Math.max(0, head - position);
+      options.onProgress?.({
+        projection,
+        phase,
+        events: totalEvents,
+        position,
+        headPosition: head,
+        eventsPerSecond: Math.round(rate),
+        // Positions are dense in the PostgreSQL store, so the distance in positions approximates events left.
+        etaSeconds: rate > 0 ? remaining / rate : undefined,
+      });
+    };
+
+    const applyBatch = async (batch: ReadAllResult) => {
+      if (batch.events.length) await applier.apply(client, batch.events, shadow);
+      position = batch.position;
+      events += batch.events.length;
+      totalEvents += batch.events.length;
+      await client.query('update projection_rebuilds set position = $2, events = $3, updated_at = now() where projection = $1', [
+        projection,
+        position,
+        totalEvents,
+      ]);
+    };
+
+    // Replay to the head, batch by batch, each batch with its progress in one transaction.
+    const reader = prefetching(runtime.store, position, batchSize);
+    try {
+      for (;;) {
+        if (options.signal?.aborted) throw new RebuildInterruptedError(projection, position);
+        const batch = await reader.take();
+        await withTx(client, () => applyBatch(batch));
+        progress('replaying');
+        if (batch.isEnd) {
+          const h = await runtime.store.headPosition();
+          head = Math.max(head, h);
+          // Close enough: the rest is caught up under the swap's lock.
+          if (h - position <= batchSize) break;
+          reader.restart(position);
+        }
+      }
+    } finally {
+      reader.drain();
+    }
+
+    progress('indexing');
+    for (const t of applier.deferIndexes) await createShadowIndexes(client, t);
+
+    progress('swapping');
+    await withTx(client, async () => {
+      await client.query(`lock table ${applier.lockOrder.join(', ')} in exclusive mode`);
+      for (;;) {
+        const batch = await runtime.store.readAll({ after: position, maxCount: batchSize });
+        await applyBatch(batch);
+        if (batch.isEnd) break;
+      }
+      await applier.beforeSwap(client, shadow);
+      for (const t of applier.lockOrder) await swapShadow(client, t);
+      await client.query(
+        `update projection_rebuilds set status = 'done', position = $2, events = $3, updated_at = now(), finished_at = now() where projection = $1`,
+        [projection, position, totalEvents],
+      );
+    });
+    head = Math.max(head, position);
+    progress('done');
+    const durationMs = Date.now() - started;
+    const result: RebuildResult = {
+      projection,
+      events,
+      totalEvents,
+      position,
+      durationMs,
+      eventsPerSecond: durationMs > 0 ? Math.round((events * 1000) / durationMs) : events,
+      ...(resumedFrom !== undefined ? { resumedFrom } : {}),
+    };
+    log.info(result, 'rebuild swapped in');
+    return result;
+  } catch (e) {
+    if (locked && !(e instanceof RebuildInterruptedError)) {
+      const message = e instanceof Error ? e.message : String(e);
+      await client
+        .query(`update projection_rebuilds set status = 'failed', error = $2, updated_at = now() where projection = $1 and status = 'running'`, [
+          projection,
+          message.slice(0, 2000),
+        ])
+        .catch(() => undefined);
+      if (e instanceof ChainMismatchError) {
+        // The shadows prove nothing anyone should swap in; keep the live model, drop the copies.
+        for (const t of tables) await dropShadow(client, t).catch(() => undefined);
+      }
+    }
+    throw e;
+  } finally {
+    if (locked) await client.query('select pg_advisory_unlock($1, $2)', [LOCK_BASE, lockKey]).catch(() => undefined);
+    client.release();
+  }
+}
+
+/** The last or current rebuild of each projection (for the admin route and the CLI). */
+export async function rebuildStatus(pool: pg.Pool): Promise<Record<string, unknown>[]> {
+  const r = await pool.query(
+    `select projection, status, position, target_position, events, started_at, updated_at, finished_at, error
+       from projection_rebuilds order by projection`,
+  );
+  return r.rows.map((x) => ({
+    projection: x.projection,
+    status: x.status,
+    position: Number(x.position),
+    targetPosition: Number(x.target_position),
+    events: Number(x.events),
+    startedAt: (x.started_at as Date).toISOString(),
+    updatedAt: (x.updated_at as Date).toISOString(),
+    finishedAt: x.finished_at ? (x.finished_at as Date).toISOString() : null,
+    error: x.error ?? null,
+  }));
+}

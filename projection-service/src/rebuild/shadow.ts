@@ -1,0 +1,119 @@
+import type pg from 'pg';
+import { SHADOW_SUFFIX } from '../db/schema.ts';
+
+/**
+ * Shadow tables: copies of a live read-model table made from the live table's own catalog
+ * entries (columns, constraints, indexes, row-level security policies, grants), so a shadow is
+ * always exactly what the migrations made the live table, whatever later migrations change.
+ */
+type Client = pg.ClientBase;
+
+const ident = (name: string): string => {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`unexpected identifier ${name}`);
+  return name;
+};
+
+export async function shadowExists(client: Client, table: string): Promise<boolean> {
+  const r = await client.query('select to_regclass($1) is not null as exists', [table + SHADOW_SUFFIX]);
+  return Boolean(r.rows[0]?.exists);
+}
+
+/** Creates `<table>__rebuild` with the live table's columns, RLS and grants; constraints and indexes when `withIndexes`. */
+export async function createShadow(client: Client, table: string, withIndexes: boolean): Promise<void> {
+  const live = ident(table);
+  const shadow = ident(table + SHADOW_SUFFIX);
+  await client.query(`drop table if exists ${shadow}`);
+  // NOT NULL and defaults come along; keys and indexes are added from the live definitions below.
+  await client.query(`create table ${shadow} (like ${live} including defaults including generated including storage including compression)`);
+
+  const rls = await client.query('select relrowsecurity, relforcerowsecurity from pg_class where oid = $1::regclass', [live]);
+  if (rls.rows[0]?.relrowsecurity) await client.query(`alter table ${shadow} enable row level security`);
+  if (rls.rows[0]?.relforcerowsecurity) await client.query(`alter table ${shadow} force row level security`);
+  const policies = await client.query(
+    `select policyname, permissive, roles, cmd, qual, with_check from pg_policies
+      where schemaname = current_schema() and tablename = $1`,
+    [live],
+  );
+  for (const p of policies.rows) {
+    const roles = (p.roles as string[]).map((r) => (r === 'public' ? 'public' : ident(r))).join(', ');
+    await client.query(
+      `create policy ${ident(p.policyname)} on ${shadow} as ${p.permissive === 'PERMISSIVE' ? 'permissive' : 'restrictive'}
+       for ${p.cmd === '*' ? 'all' : String(p.cmd).toLowerCase()} to ${roles}
+       ${p.qual ? `using (${p.qual})` : ''} ${p.with_check ? `with check (${p.with_check})` : ''}`,
+    );
+  }
+  const grants = await client.query(
+    `select grantee, privilege_type from information_schema.role_table_grants
+      where table_schema = current_schema() and table_name = $1
+        and grantee <> (select pg_get_userbyid(relowner) from pg_class where oid = $1::regclass)`,
+    [live],
+  );
+  for (const g of grants.rows) {
+    if (!/^[A-Z ]+$/.test(g.privilege_type)) continue;
+    await client.query(`grant ${g.privilege_type} on ${shadow} to ${g.grantee === 'PUBLIC' ? 'public' : ident(g.grantee)}`);
+  }
+  if (withIndexes) await createShadowIndexes(client, table);
+}
+
+/** Adds the live table's keys and indexes to its shadow, named `<name>__rebuild` (those missing). */
+export async function createShadowIndexes(client: Client, table: string): Promise<void> {
+  const live = ident(table);
+  const shadow = ident(table + SHADOW_SUFFIX);
+  const constraints = await client.query(
+    `select conname, pg_get_constraintdef(oid) as def from pg_constraint
+      where conrelid = $1::regclass and contype in ('p', 'u', 'x') order by conname`,
+    [live],
+  );
+  for (const c of constraints.rows) {
+    const name = ident(c.conname + SHADOW_SUFFIX);
+    // Idempotent: an interrupted rebuild may have built some of them already.
+    const exists = await client.query('select 1 from pg_constraint where conrelid = $1::regclass and conname = $2', [shadow, name]);
+    if (!exists.rowCount) await client.query(`alter table ${shadow} add constraint ${name} ${c.def}`);
+  }
+  const indexes = await client.query(
+    `select i.relname as name, pg_get_indexdef(x.indexrelid) as def
+       from pg_index x join pg_class i on i.oid = x.indexrelid
+      where x.indrelid = $1::regclass
+        and not exists (select 1 from pg_constraint c where c.conindid = x.indexrelid)
+      order by i.relname`,
+    [live],
+  );
+  for (const ix of indexes.rows) {
+    const m = /^(CREATE (?:UNIQUE )?INDEX )(\S+)( ON (?:ONLY )?)(\S+)( .*)$/s.exec(ix.def as string);
+    if (!m) throw new Error(`cannot copy index definition: ${ix.def}`);
+    const tableRef = m[4]!.includes('.') ? `${m[4]!.split('.')[0]}.${shadow}` : shadow;
+    const name = ident(ix.name + SHADOW_SUFFIX);
+    const exists = await client.query('select to_regclass($1) is not null as exists', [name]);
+    if (!exists.rows[0]?.exists) await client.query(`${m[1]}${name}${m[3]}${tableRef}${m[5]}`);
+  }
+}
+
+/**
+ * Replaces the live table by its shadow (inside the caller's transaction, which holds the
+ * locks): drop live, rename the shadow and its constraints and indexes to the live names.
+ */
+export async function swapShadow(client: Client, table: string): Promise<void> {
+  const live = ident(table);
+  const shadow = ident(table + SHADOW_SUFFIX);
+  await client.query(`drop table ${live}`);
+  await client.query(`alter table ${shadow} rename to ${live}`);
+  const constraints = await client.query(
+    `select conname from pg_constraint where conrelid = $1::regclass and right(conname, length($2)) = $2`,
+    [live, SHADOW_SUFFIX],
+  );
+  for (const c of constraints.rows) {
+    await client.query(`alter table ${live} rename constraint ${ident(c.conname)} to ${ident(c.conname.slice(0, -SHADOW_SUFFIX.length))}`);
+  }
+  const indexes = await client.query(
+    `select i.relname as name from pg_index x join pg_class i on i.oid = x.indexrelid
+      where x.indrelid = $1::regclass and right(i.relname, length($2)) = $2`,
+    [live, SHADOW_SUFFIX],
+  );
+  for (const ix of indexes.rows) {
+    await client.query(`alter index ${ident(ix.name)} rename to ${ident(ix.name.slice(0, -SHADOW_SUFFIX.length))}`);
+  }
+}
+
+export async function dropShadow(client: Client, table: string): Promise<void> {
+  await client.query(`drop table if exists ${ident(table + SHADOW_SUFFIX)}`);
+}

@@ -1,0 +1,17 @@
+export { permissionTable, allPermissions, isRole, roleHas, isWritePermission, canAssignRole, highestRole, permissionRows } from './roles.ts';
+export type { Permission } from './roles.ts';
+export { newApiKey, parseApiKey, hashSecret, verifySecret, safeEqual, API_KEY_RE, KEY_ID_RE } from './api-keys.ts';
+export type { IssuedSecret } from './api-keys.ts';
+export { loadAdminKey, adminKeyBanner, ADMIN_KEY_FILE } from './admin-key.ts';
+export type { AdminKey } from './admin-key.ts';
+export { loadAuthConfig } from './config.ts';
+export type { AuthConfig, JwtConfig } from './config.ts';
+export { createJwtVerifier, looksLikeJwt } from './jwt.ts';
+export type { JwtVerifier, VerifiedJwt } from './jwt.ts';
+export { createAuthenticator, AuthError } from './authenticator.ts';
+export type { Authenticator, AuthenticatorOptions, Principal, TenantInfo, TenantStatus, AuthAudit } from './authenticator.ts';
+export { createAccessGuard, accessOf, principalOf, deniedStream, tenantNotFound } from './guard.ts';
+export type { AccessGuard, AccessGuardOptions, RequestAccess } from './guard.ts';
+export { applyAuthEvents, applyAuthEventsInTransaction, startAuthProjection, AUTH_CATEGORIES } from './projection.ts';
+export type { AuthProjectionHandle } from './projection.ts';
+export { authMigrations } from './migrations.ts';

@@ -1,0 +1,92 @@
+import kafkajs from 'kafkajs';
+import type { Kafka, LogEntry } from 'kafkajs';
+import pino from 'pino';
+import type { Logger } from 'pino';
+import { DEAD_LETTER_TOPIC, EVENTS_PARTITIONS, EVENTS_TOPIC } from './messages.ts';
+
+/** kafkajs is CommonJS: its classes come off the default export under ESM. */
+export const { Kafka: KafkaClient, logLevel, Partitioners, KafkaJSError } = kafkajs;
+
+export function defaultLogger(name: string): Logger {
+  return pino({ name, level: process.env.LOG_LEVEL ?? 'info' });
+}
+
+export interface KafkaClientOptions {
+  brokers: string[];
+  clientId?: string;
+  logger?: Logger;
+}
+
+/** A kafkajs client whose own logs go through pino (warnings and errors only: kafkajs is chatty). */
+export function createKafkaClient(options: KafkaClientOptions): Kafka {
+  const logger = (options.logger ?? defaultLogger('kafka')).child({ component: 'kafkajs' });
+  return new KafkaClient({
+    clientId: options.clientId ?? 'keel',
+    brokers: options.brokers,
+    logLevel: logLevel.WARN,
+    // Generous reconnects: a broker restart must look like a pause, not a crash.
+    retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 8 },
+    logCreator:
+      () =>
+      ({ namespace, level, log }: LogEntry) => {
+        const { message, timestamp: _t, logger: _l, ...extra } = log as { message: string; timestamp?: string; logger?: string };
+        const entry = { namespace, ...extra };
+        if (level === logLevel.ERROR) logger.error(entry, message);
+        else if (level === logLevel.WARN) logger.warn(entry, message);
+        else if (level === logLevel.INFO) logger.info(entry, message);
+        else logger.debug(entry, message);
+      },
+  });
+}
+
+export interface EnsureTopicsOptions {
+  topic?: string;
+  deadLetterTopic?: string;
+  partitions?: number;
+  /** Default: min(3, number of brokers). */
+  replicationFactor?: number;
+  logger?: Logger;
+}
+
+/**
+ * Creates the events topic (12 partitions) and its dead-letter topic up front: auto-creation is
+ * off on Keel's brokers (and unreliable with kafkajs on KRaft). Idempotent. An existing topic with
+ * another partition count is reported, never changed: adding partitions moves tenants to other
+ * partitions and breaks their order for events already published.
+ */
+export async function ensureTopics(kafka: Kafka, options: EnsureTopicsOptions = {}): Promise<void> {
+  const topic = options.topic ?? EVENTS_TOPIC;
+  const dlq = options.deadLetterTopic ?? DEAD_LETTER_TOPIC;
+  const partitions = options.partitions ?? EVENTS_PARTITIONS;
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const cluster = await admin.describeCluster();
+    const replicationFactor = options.replicationFactor ?? Math.min(3, cluster.brokers.length);
+    const configEntries = [
+      // A relay send may carry ~1 MiB for one partition; leave room.
+      { name: 'max.message.bytes', value: String(8 * 1024 * 1024) },
+      { name: 'min.insync.replicas', value: String(Math.max(1, replicationFactor - 1)) },
+    ];
+    const existing = new Set(await admin.listTopics());
+    const wanted = [
+      { topic, numPartitions: partitions, replicationFactor, configEntries },
+      { topic: dlq, numPartitions: partitions, replicationFactor, configEntries },
+    ].filter((t) => !existing.has(t.topic));
+    if (wanted.length) {
+      try {
+        await admin.createTopics({ topics: wanted, waitForLeaders: true, timeout: 30_000 });
+      } catch (err) {
+        // Another process created it meanwhile.
+        if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS' && !/already exists/i.test(String(err))) throw err;
+      }
+    }
+    const md = await admin.fetchTopicMetadata({ topics: [topic] });
+    const have = md.topics[0]?.partitions.length ?? 0;
+    if (have !== partitions) {
+      options.logger?.warn({ topic, partitions: have, expected: partitions }, 'events topic has an unexpected partition count');
+    }
+  } finally {
+    await admin.disconnect();
+  }
+}

@@ -1,0 +1,2 @@
+export { getEventStoreDBEventStore } from './store.ts';
+export type { EventStoreDBEventStoreOptions } from './store.ts';

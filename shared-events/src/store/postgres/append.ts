@@ -1,0 +1,449 @@
+import type pg from 'pg';
+import type { ActorKind, EventData, NewEvent, RecordedEvent } from '../../envelope.ts';
+import { parseStreamName } from '../../envelope.ts';
+import { ConcurrencyError, KeelError, StreamDeletedError, UnavailableError, ValidationError } from '../../errors.ts';
+import { isUuid, uuidv7 } from '../../ids.ts';
+import type { EventSchemaRegistry } from '../../schemas/registry-port.ts';
+import type { ExpectedRevision, StreamAppend } from '../port.ts';
+import { int4Array, int8Array, textArray, timestamptzArray, uuidArray } from './binary.ts';
+import { classifyAppendError, mapPgError, type AppendFailure } from './errors.ts';
+import { EVENT_COLUMNS, RAW_TYPES, toRecordedEvent, type RawRow } from './rows.ts';
+
+/**
+ * The write path shared by appendToStream and appendBatch: validate and normalize in memory,
+ * then one call of keel_append (one statement, one transaction, one round trip) with every
+ * column as a binary array. Conflicts and duplicate ids are sorted out afterwards, off the
+ * fast path: the common case pays no idempotency lookup, the unique index on event_id is the
+ * check.
+ */
+
+export interface AppendContext {
+  pool: pg.Pool;
+  registry?: EventSchemaRegistry;
+  /** Called after a commit that stored events (wakes subscriptions). */
+  onAppended(lastPosition: number): void;
+}
+
+interface PreparedEvent {
+  eventId: string;
+  type: string;
+  schemaVersion: number;
+  tenantId: string;
+  data: EventData;
+  json: string;
+  actor: { kind: ActorKind; id: string };
+  occurredAt: Date;
+  correlationId?: string;
+  causationId?: string;
+  traceparent?: string;
+  stream: PreparedStream;
+  /** 0-based place within its stream's part of the call. */
+  offset: number;
+}
+
+interface PreparedStream {
+  streamId: string;
+  expected: ExpectedRevision;
+  events: PreparedEvent[];
+}
+
+export interface AppendOutcome {
+  /** Per input append, in input order. */
+  streams: { streamId: string; nextExpectedRevision: number }[];
+  /** Highest global position among the call's events (new or already stored); 0 without events. */
+  globalPosition: number;
+  appended: number;
+  /** Every event of the call in input order, as recorded (only when asked for). */
+  events?: RecordedEvent[];
+}
+
+const EXPECTED_CODE = { no_stream: -1, any: -2, stream_exists: -3 } as const;
+const MAX_ATTEMPTS = 25;
+const ACTOR_KINDS: readonly string[] = ['user', 'apiKey', 'connector', 'system'];
+
+const APPEND_SQL = `select first_position, base_revisions, recorded_at_ms
+  from keel_append($1::text[], $2::int8[], $3::int4[], $4::int4[], $5::text[], $6::uuid[], $7::text[],
+                   $8::int4[], $9::text[], $10::timestamptz[], $11::text[], $12::text[], $13::text[],
+                   $14::text[], $15::text[], $16::text[])`;
+
+export async function append(ctx: AppendContext, appends: StreamAppend[], withEvents: boolean): Promise<AppendOutcome> {
+  const { streams, order, inputs } = prepare(appends, ctx.registry);
+  if (streams.length === 0) return { streams: [], globalPosition: 0, appended: 0, ...(withEvents ? { events: [] } : {}) };
+  let pending = streams;
+  const stored = new Map<string, RecordedEvent>(); // replayed (already stored) events by id
+  let written: { first: number; recordedAt: Date; bases: Map<PreparedStream, number>; events: PreparedEvent[] } | undefined;
+
+  for (let attempt = 1; ; attempt++) {
+    try {
+      written = await callAppend(ctx.pool, pending, order);
+      break;
+    } catch (err) {
+      const failure = classifyAppendError(err);
+      if (failure.kind === 'other' || failure.kind === 'unavailable') throw mapPgError(err, 'append');
+      // Whatever went wrong, events already stored under our ids mean a retried call: answer
+      // those streams from the store and go on with the rest.
+      const found = await lookupStored(ctx.pool, pending);
+      if (found.size > 0) {
+        for (const [id, e] of found) stored.set(id, e);
+        pending = pending.filter((s) => !isReplayed(s, found));
+        if (pending.length === 0) break;
+        continue;
+      }
+      if (attempt >= MAX_ATTEMPTS) throw finalError(failure, err);
+      if (failure.kind === 'conflict') {
+        throw new ConcurrencyError(failure.streamId, formatExpected(failure.expected), failure.actual < 0 ? 'no_stream' : failure.actual);
+      }
+      if (failure.kind === 'deleted') throw new StreamDeletedError(failure.streamId);
+      // duplicate-id without a stored event (its writer rolled back), a lost race for a
+      // revision, a serialization failure: all retry from a fresh look at the streams.
+      await sleep(Math.random() * Math.min(50, attempt * 2));
+    }
+  }
+
+  if (written && written.events.length > 0) ctx.onAppended(written.first + written.events.length - 1);
+  return outcome(inputs, order, written, stored, withEvents);
+}
+
+// ------------------------------------------------------------------------------------ prepare
+
+interface Input {
+  stream: PreparedStream;
+  /** Number of the stream's events in the call up to and including this input. */
+  end: number;
+}
+
+function prepare(appends: StreamAppend[], registry: EventSchemaRegistry | undefined) {
+  if (!Array.isArray(appends)) throw new ValidationError('appends must be an array', 'appends');
+  const streams: PreparedStream[] = [];
+  const byId = new Map<string, PreparedStream>();
+  const order: PreparedEvent[] = [];
+  const inputs: Input[] = [];
+  const ids = new Set<string>();
+  const now = new Date();
+
+  appends.forEach((a, appendIndex) => {
+    const at = { appendIndex };
+    if (!a || typeof a !== 'object') throw new ValidationError(`appends[${appendIndex}] must be an object`, 'appends', at);
+    const streamId = a.streamId;
+    const name = typeof streamId === 'string' ? parseStreamName(streamId) : undefined;
+    if (!name || !name.id) {
+      throw new ValidationError(
+        `streamId "${String(streamId)}" is not a stream name ({category}-{tenantId}-{id})`,
+        'streamId',
+        { field: 'streamId', ...at },
+      );
+    }
+    const expected = a.expectedRevision ?? 'any';
+    if (!(expected in EXPECTED_CODE) && !(Number.isSafeInteger(expected) && (expected as number) >= 0)) {
+      throw new ValidationError(
+        `expectedRevision of ${streamId} must be 'any', 'no_stream', 'stream_exists' or a revision >= 0`,
+        'expectedRevision',
+        { field: 'expectedRevision', streamId, ...at },
+      );
+    }
+    if (!Array.isArray(a.events)) {
+      throw new ValidationError(`events of ${streamId} must be an array`, 'events', { field: 'events', streamId, ...at });
+    }
+    let stream = byId.get(streamId);
+    if (stream) {
+      // A batch may name a stream again (two records of one entity): the later part just
+      // follows the earlier one, which only makes sense without its own expectation.
+      if (expected !== 'any') {
+        throw new ValidationError(
+          `stream ${streamId} appears more than once in the batch; only its first append may carry an expectedRevision`,
+          'expectedRevision',
+          { field: 'expectedRevision', streamId, ...at },
+        );
+      }
+    } else {
+      stream = { streamId, expected, events: [] };
+      byId.set(streamId, stream);
+      streams.push(stream);
+    }
+    a.events.forEach((ev, eventIndex) => {
+      const p = prepareEvent(ev, stream, name.tenantId, registry, now, { ...at, eventIndex });
+      if (ids.has(p.eventId)) {
+        throw new ValidationError(`eventId ${p.eventId} appears twice in one append`, 'eventId', {
+          field: 'eventId',
+          streamId,
+          eventId: p.eventId,
+          ...at,
+          eventIndex,
+        });
+      }
+      ids.add(p.eventId);
+      stream.events.push(p);
+      order.push(p);
+    });
+    inputs.push({ stream, end: stream.events.length });
+  });
+  return { streams, order, inputs };
+}
+
+function prepareEvent(
+  ev: NewEvent,
+  stream: PreparedStream,
+  streamTenant: string,
+  registry: EventSchemaRegistry | undefined,
+  now: Date,
+  at: { appendIndex: number; eventIndex: number },
+): PreparedEvent {
+  const streamId = stream.streamId;
+  const fail = (field: string, message: string, extra?: Record<string, unknown>): never => {
+    throw new ValidationError(`event ${at.eventIndex} of ${streamId}: ${field} ${message}`, field, {
+      field,
+      streamId,
+      ...at,
+      ...extra,
+    });
+  };
+  if (!ev || typeof ev !== 'object') fail('event', 'must be an object');
+  const eventId = ev.eventId ?? uuidv7();
+  if (typeof eventId !== 'string' || !isUuid(eventId)) fail('eventId', 'must be a UUID');
+  const type = ev.type;
+  if (typeof type !== 'string' || type.length === 0 || type.length > 200) fail('type', 'must be a non-empty string');
+  if (typeof ev.tenantId !== 'string' || ev.tenantId.length === 0) fail('tenantId', 'must be a non-empty string');
+  if (ev.tenantId !== streamTenant) {
+    fail('tenantId', `is "${ev.tenantId}" but the stream belongs to tenant "${streamTenant}"`);
+  }
+  const actor = ev.actor as { kind?: unknown; id?: unknown } | undefined;
+  if (!actor || typeof actor !== 'object') fail('actor', 'must be {kind, id}');
+  if (!ACTOR_KINDS.includes(actor!.kind as string)) fail('actor.kind', `must be one of ${ACTOR_KINDS.join(', ')}`);
+  if (typeof actor!.id !== 'string' || actor!.id.length === 0) fail('actor.id', 'must be a non-empty string');
+  const data = ev.data;
+  if (!data || typeof data !== 'object' || Array.isArray(data)) fail('data', 'must be an object');
+  const occurredAt = ev.occurredAt ?? now;
+  if (!(occurredAt instanceof Date) || Number.isNaN(occurredAt.getTime())) fail('occurredAt', 'must be a valid Date');
+  for (const f of ['correlationId', 'causationId', 'traceparent'] as const) {
+    const v = ev[f];
+    if (v !== undefined && v !== null && typeof v !== 'string') fail(f, 'must be a string');
+  }
+
+  let schemaVersion = ev.schemaVersion;
+  if (registry) {
+    try {
+      schemaVersion ??= registry.latestVersion(type);
+      registry.validate(type, schemaVersion, data);
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      const field = err.field ?? 'data';
+      throw new ValidationError(`event ${at.eventIndex} of ${streamId} (${type}): ${err.message}`, field, {
+        ...(typeof err.details === 'object' && err.details !== null ? (err.details as object) : {}),
+        field,
+        streamId,
+        ...at,
+        eventId,
+        type,
+      });
+    }
+  } else {
+    schemaVersion ??= 1;
+  }
+  if (!Number.isSafeInteger(schemaVersion) || schemaVersion! < 1) fail('schemaVersion', 'must be a positive integer');
+
+  let json: string;
+  try {
+    json = JSON.stringify(data);
+  } catch (err) {
+    return fail('data', `is not JSON-serializable: ${(err as Error).message}`);
+  }
+
+  const p: PreparedEvent = {
+    eventId: eventId.toLowerCase(),
+    type,
+    schemaVersion: schemaVersion!,
+    tenantId: ev.tenantId,
+    data,
+    json,
+    actor: { kind: actor!.kind as ActorKind, id: actor!.id as string },
+    occurredAt: new Date(occurredAt.getTime()),
+    stream,
+    offset: stream.events.length,
+  };
+  if (ev.correlationId != null) p.correlationId = ev.correlationId;
+  if (ev.causationId != null) p.causationId = ev.causationId;
+  if (ev.traceparent != null) p.traceparent = ev.traceparent;
+  return p;
+}
+
+// --------------------------------------------------------------------------------------- call
+
+async function callAppend(pool: pg.Pool, streams: PreparedStream[], order: PreparedEvent[]) {
+  const index = new Map<PreparedStream, number>();
+  streams.forEach((s, i) => index.set(s, i + 1));
+  const events = streams.length === 0 ? [] : order.filter((e) => index.has(e.stream));
+  const values = [
+    textArray(streams.map((s) => s.streamId)),
+    int8Array(streams.map((s) => (typeof s.expected === 'number' ? s.expected : EXPECTED_CODE[s.expected]))),
+    int4Array(events.map((e) => index.get(e.stream)!)),
+    int4Array(events.map((e) => e.offset)),
+    textArray(events.map((e) => e.stream.streamId)),
+    uuidArray(events.map((e) => e.eventId)),
+    textArray(events.map((e) => e.type)),
+    int4Array(events.map((e) => e.schemaVersion)),
+    textArray(events.map((e) => e.tenantId)),
+    timestamptzArray(events.map((e) => e.occurredAt)),
+    textArray(events.map((e) => e.actor.kind)),
+    textArray(events.map((e) => e.actor.id)),
+    textArray(events.map((e) => e.correlationId)),
+    textArray(events.map((e) => e.causationId)),
+    textArray(events.map((e) => e.traceparent)),
+    textArray(events.map((e) => e.json)),
+  ];
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (err) {
+    throw mapPgError(err, 'connect');
+  }
+  let res: pg.QueryResult<RawRow>;
+  try {
+    res = await client.query<RawRow>({ name: 'keel_append', text: APPEND_SQL, values, rowMode: 'array', types: RAW_TYPES });
+  } catch (err) {
+    // Our own refusals leave the session clean; anything unexpected (a cancel, a broken
+    // socket) may not, e.g. in theory with the position lock held: drop that connection.
+    const kind = classifyAppendError(err).kind;
+    client.release(kind === 'other' || kind === 'unavailable' ? (err as Error) : undefined);
+    throw err;
+  }
+  client.release();
+  const row = res.rows[0]!;
+  const bases = new Map<PreparedStream, number>();
+  parseInt8Array(row[1]).forEach((b, i) => bases.set(streams[i]!, b));
+  return { first: Number(row[0] ?? 0), recordedAt: new Date(Math.round(Number(row[2]))), bases, events };
+}
+
+function parseInt8Array(text: string | null | undefined): number[] {
+  if (!text || text === '{}') return [];
+  return text.slice(1, -1).split(',').map(Number);
+}
+
+// ------------------------------------------------------------------------------- idempotency
+
+async function lookupStored(pool: pg.Pool, streams: PreparedStream[]): Promise<Map<string, RecordedEvent>> {
+  const ids = streams.flatMap((s) => s.events.map((e) => e.eventId));
+  const found = new Map<string, RecordedEvent>();
+  if (ids.length === 0) return found;
+  let res: pg.QueryResult<RawRow>;
+  try {
+    res = await pool.query<RawRow>({
+      text: `select ${EVENT_COLUMNS} from keel_events e where e.event_id = any($1::uuid[])`,
+      values: [uuidArray(ids)],
+      rowMode: 'array',
+      types: RAW_TYPES,
+    });
+  } catch (err) {
+    throw mapPgError(err, 'idempotency lookup');
+  }
+  for (const r of res.rows) {
+    const e = toRecordedEvent(r);
+    found.set(e.eventId, e);
+  }
+  return found;
+}
+
+/**
+ * A stream part whose events are all stored in that stream is a retry of an earlier call: it
+ * stores nothing and answers as then. Some but not all, or stored in another stream, is a
+ * caller bug (ids reused for different events), and is refused.
+ */
+function isReplayed(stream: PreparedStream, found: Map<string, RecordedEvent>): boolean {
+  if (stream.events.length === 0) return false;
+  let hits = 0;
+  for (const e of stream.events) {
+    const s = found.get(e.eventId);
+    if (!s) continue;
+    if (s.streamId !== stream.streamId) {
+      throw new ValidationError(
+        `eventId ${e.eventId} is already stored in stream ${s.streamId}, not ${stream.streamId}`,
+        'eventId',
+        { field: 'eventId', eventId: e.eventId, streamId: stream.streamId, storedIn: s.streamId },
+      );
+    }
+    hits++;
+  }
+  if (hits === 0) return false;
+  if (hits < stream.events.length) {
+    throw new ValidationError(
+      `${hits} of the ${stream.events.length} events for ${stream.streamId} are already stored: ` +
+        'an append is either all new events or an exact retry',
+      'eventId',
+      { field: 'eventId', streamId: stream.streamId, stored: hits, total: stream.events.length },
+    );
+  }
+  return true;
+}
+
+// ------------------------------------------------------------------------------------ outcome
+
+function outcome(
+  inputs: Input[],
+  order: PreparedEvent[],
+  written: { first: number; recordedAt: Date; bases: Map<PreparedStream, number>; events: PreparedEvent[] } | undefined,
+  stored: Map<string, RecordedEvent>,
+  withEvents: boolean,
+): AppendOutcome {
+  const newPosition = new Map<PreparedEvent, number>();
+  written?.events.forEach((e, i) => newPosition.set(e, written.first + i));
+  let globalPosition = 0;
+  for (const p of newPosition.values()) globalPosition = Math.max(globalPosition, p);
+  for (const e of order) {
+    const s = stored.get(e.eventId);
+    if (s && !newPosition.has(e)) globalPosition = Math.max(globalPosition, s.globalPosition);
+  }
+
+  const streams = inputs.map(({ stream, end }) => {
+    const base = written?.bases.get(stream);
+    if (base !== undefined) return { streamId: stream.streamId, nextExpectedRevision: base + end };
+    // Replayed: the revision the first call answered, read from the stored events.
+    const firstStored = stored.get(stream.events[0]!.eventId)!.streamPosition;
+    const last = end > 0 ? stored.get(stream.events[end - 1]!.eventId)!.streamPosition : firstStored - 1;
+    return { streamId: stream.streamId, nextExpectedRevision: last };
+  });
+
+  const result: AppendOutcome = { streams, globalPosition, appended: newPosition.size };
+  if (withEvents) {
+    result.events = order.map((e) => {
+      const s = stored.get(e.eventId);
+      if (s && !newPosition.has(e)) return s;
+      const recorded: RecordedEvent = {
+        eventId: e.eventId,
+        type: e.type,
+        schemaVersion: e.schemaVersion,
+        tenantId: e.tenantId,
+        streamId: e.stream.streamId,
+        streamPosition: written!.bases.get(e.stream)! + 1 + e.offset,
+        globalPosition: newPosition.get(e)!,
+        occurredAt: e.occurredAt,
+        recordedAt: written!.recordedAt,
+        actor: { ...e.actor },
+        data: e.data,
+      };
+      if (e.correlationId !== undefined) recorded.correlationId = e.correlationId;
+      if (e.causationId !== undefined) recorded.causationId = e.causationId;
+      if (e.traceparent !== undefined) recorded.traceparent = e.traceparent;
+      return recorded;
+    });
+  }
+  return result;
+}
+
+// ------------------------------------------------------------------------------------ helpers
+
+export function formatExpected(code: number | ExpectedRevision): string {
+  if (typeof code === 'string') return code;
+  if (code === -1) return 'no_stream';
+  if (code === -2) return 'any';
+  if (code === -3) return 'stream_exists';
+  return String(code);
+}
+
+function finalError(failure: AppendFailure, err: unknown): KeelError {
+  if (failure.kind === 'revision-race') {
+    const m = /=\((.*), (\d+)\)/.exec((err as { detail?: string }).detail ?? '');
+    return new ConcurrencyError(m?.[1] ?? 'unknown', 'any', m ? Number(m[2]) : 'no_stream');
+  }
+  return new UnavailableError(`append kept failing after ${MAX_ATTEMPTS} attempts: ${(err as Error).message}`);
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
