@@ -1,8 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
   AccessDeniedError,
   ANY,
   DeadlineExceededError,
+  EventStoreDBClient,
+  jsonEvent,
   MaxAppendSizeExceededError,
   NO_STREAM,
   START,
@@ -13,16 +16,21 @@ import {
   WrongExpectedVersionError,
   type RecordedEvent as EsdbRecordedEvent,
 } from '@eventstore/db-client';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  canonicalHash,
   ConcurrencyError,
   StreamDeletedError,
   UnavailableError,
   ValidationError,
   createSchemaRegistry,
   exampleEventData,
+  getEventStoreDBEventStore,
+  streamName,
+  type EventStore,
   type NewEvent,
   type RecordedEvent,
+  type StreamAppend,
 } from '@keel/shared-events';
 import {
   CorruptEventError,
@@ -33,15 +41,16 @@ import {
 } from '../src/store/eventstoredb/codec.ts';
 import { isTransient, mapEventStoreDBError } from '../src/store/eventstoredb/errors.ts';
 import { escapeRegex, KEEL_STREAM_REGEX, planAllFilter, toClientFilter } from '../src/store/eventstoredb/filters.ts';
-import { getEventStoreDBEventStore } from '../src/store/eventstoredb/index.ts';
 import {
   globalPositionOf,
   readPositionOf,
   toClientExpectedRevision,
   toSafeNumber,
 } from '../src/store/eventstoredb/positions.ts';
-import { prepareEvents } from '../src/store/eventstoredb/prepare.ts';
+import { prepareAppends } from '../src/store/eventstoredb/prepare.ts';
 import { puller } from '../src/store/eventstoredb/pull.ts';
+import { describeWithServer } from '../../test/support.ts';
+import { eventStoreContract } from './store-contract.ts';
 
 /**
  * The EventStoreDB adapter. The pure parts (envelope ↔ EventStoreDB mapping, filters, positions,
@@ -68,7 +77,12 @@ function prepared(overrides: Partial<PreparedEvent> = {}): PreparedEvent {
 }
 
 /** What the client hands back for a stored event (a plain value of the client's own type). */
-function stored(e: PreparedEvent, revision: bigint, commit: bigint, extra: Partial<EsdbRecordedEvent> = {}): EsdbRecordedEvent {
+function stored(
+  e: PreparedEvent,
+  revision: bigint,
+  commit: bigint,
+  extra: Partial<EsdbRecordedEvent> = {},
+): EsdbRecordedEvent {
   const written = toEventData(e);
   return {
     streamId: STREAM,
@@ -89,7 +103,12 @@ describe('EventStoreDB envelope mapping', () => {
   it('puts the whole envelope in JSON metadata, with EventStoreDB’s own correlation keys', () => {
     const e = prepared({ correlationId: 'corr-1', causationId: 'cause-1', traceparent: '00-abc-def-01' });
     const written = toEventData(e);
-    expect(written).toMatchObject({ id: e.eventId, contentType: 'application/json', type: 'RecordIngested', data: e.data });
+    expect(written).toMatchObject({
+      id: e.eventId,
+      contentType: 'application/json',
+      type: 'RecordIngested',
+      data: e.data,
+    });
     expect(written.metadata).toEqual({
       keel: 1,
       eventId: e.eventId,
@@ -138,9 +157,13 @@ describe('EventStoreDB envelope mapping', () => {
   it('skips events that are not Keel’s: system types and foreign metadata', () => {
     const e = prepared();
     expect(fromEsdbEvent(stored(e, 3n, 10n, { type: '$streamDeleted' } as Partial<EsdbRecordedEvent>))).toBeUndefined();
-    expect(fromEsdbEvent(stored(e, 3n, 10n, { metadata: { $correlationId: 'x' } } as Partial<EsdbRecordedEvent>))).toBeUndefined();
+    expect(
+      fromEsdbEvent(stored(e, 3n, 10n, { metadata: { $correlationId: 'x' } } as Partial<EsdbRecordedEvent>)),
+    ).toBeUndefined();
     expect(fromEsdbEvent(stored(e, 3n, 10n, { metadata: undefined } as Partial<EsdbRecordedEvent>))).toBeUndefined();
-    expect(fromEsdbEvent(stored(e, 3n, 10n, { metadata: new Uint8Array([1, 2]) } as Partial<EsdbRecordedEvent>))).toBeUndefined();
+    expect(
+      fromEsdbEvent(stored(e, 3n, 10n, { metadata: new Uint8Array([1, 2]) } as Partial<EsdbRecordedEvent>)),
+    ).toBeUndefined();
   });
 
   it('refuses Keel metadata that does not parse, naming the event', () => {
@@ -164,9 +187,13 @@ describe('EventStoreDB envelope mapping', () => {
 
   it('refuses an event without a position (servers older than 22.6 reading a stream)', () => {
     const e = prepared();
-    expect(() => fromEsdbEvent(stored(e, 0n, 0n, { position: undefined } as Partial<EsdbRecordedEvent>))).toThrow(/no position/);
+    expect(() => fromEsdbEvent(stored(e, 0n, 0n, { position: undefined } as Partial<EsdbRecordedEvent>))).toThrow(
+      /no position/,
+    );
     const u64max = { commit: 0xffffffffffffffffn, prepare: 0xffffffffffffffffn };
-    expect(() => fromEsdbEvent(stored(e, 0n, 0n, { position: u64max } as Partial<EsdbRecordedEvent>))).toThrow(/no position/);
+    expect(() => fromEsdbEvent(stored(e, 0n, 0n, { position: u64max } as Partial<EsdbRecordedEvent>))).toThrow(
+      /no position/,
+    );
   });
 });
 
@@ -191,8 +218,7 @@ describe('EventStoreDB positions and revisions', () => {
     expect(toClientExpectedRevision('stream_exists')).toBe(STREAM_EXISTS);
     expect(toClientExpectedRevision(0)).toBe(0n);
     expect(toClientExpectedRevision(41)).toBe(41n);
-    expect(toClientExpectedRevision(-1)).toBe(NO_STREAM);
-    for (const bad of [-2, 1.5, Number.NaN, 'latest']) {
+    for (const bad of [-1, 1.5, Number.NaN, 'latest']) {
       expect(() => toClientExpectedRevision(bad as never)).toThrow(ValidationError);
     }
   });
@@ -238,7 +264,9 @@ describe('EventStoreDB server-side filters', () => {
 
   it('checks every condition on what comes back, exactly', () => {
     const ev = fromEsdbEvent(stored(prepared(), 0n, 10n))!;
-    expect(planAllFilter({ tenantId: TENANT, eventTypes: ['RecordIngested'], categories: ['record'] }).accepts(ev)).toBe(true);
+    expect(
+      planAllFilter({ tenantId: TENANT, eventTypes: ['RecordIngested'], categories: ['record'] }).accepts(ev),
+    ).toBe(true);
     // A slug tenant equal to the first block of the UUID tenant passes the regex, not the check.
     const slug = planAllFilter({ tenantId: TENANT.slice(0, 8) });
     expect(matches(slug.server?.regex, STREAM)).toBe(true);
@@ -265,16 +293,23 @@ describe('EventStoreDB server-side filters', () => {
     expect(matches(planAllFilter({ tenantId: 't.1' }).server?.regex, 'record-tX1-a')).toBe(false);
   });
 
-  it('rejects malformed filters as bad input', () => {
-    expect(() => planAllFilter({ categories: ['Record'] })).toThrow(ValidationError);
-    expect(() => planAllFilter({ categories: ['re-cord'] })).toThrow(ValidationError);
+  it('rejects malformed filters as bad input, and lets an unknown category match nothing', () => {
     expect(() => planAllFilter({ tenantId: '' })).toThrow(ValidationError);
-    expect(() => planAllFilter({ eventTypes: [''] })).toThrow(ValidationError);
+    expect(() => planAllFilter({ eventTypes: [42 as unknown as string] })).toThrow(ValidationError);
+    expect(() => planAllFilter({ categories: 'record' as unknown as string[] })).toThrow(ValidationError);
+    const ev = fromEsdbEvent(stored(prepared(), 0n, 10n))!;
+    const odd = planAllFilter({ categories: ['re-cord', 'Record'] });
+    expect(odd.server).toEqual({ filterOn: 'streamName', prefixes: ['re-cord-', 'Record-'] });
+    expect(odd.accepts(ev)).toBe(false);
   });
 
   it('builds the client’s filter objects, Keel streams only when nothing narrows', () => {
     const checkpointReached = () => undefined;
-    expect(toClientFilter(undefined)).toMatchObject({ filterOn: 'streamName', regex: KEEL_STREAM_REGEX, checkpointInterval: 1 });
+    expect(toClientFilter(undefined)).toMatchObject({
+      filterOn: 'streamName',
+      regex: KEEL_STREAM_REGEX,
+      checkpointInterval: 1,
+    });
     expect(matches(KEEL_STREAM_REGEX, STREAM)).toBe(true);
     expect(matches(KEEL_STREAM_REGEX, '$ce-record')).toBe(false);
     expect(toClientFilter({ filterOn: 'streamName', prefixes: ['run-'] }, { checkpointReached })).toMatchObject({
@@ -282,7 +317,10 @@ describe('EventStoreDB server-side filters', () => {
       prefixes: ['run-'],
       checkpointReached,
     });
-    expect(toClientFilter({ filterOn: 'eventType', regex: '^(?:A)$' })).toMatchObject({ filterOn: 'eventType', regex: '^(?:A)$' });
+    expect(toClientFilter({ filterOn: 'eventType', regex: '^(?:A)$' })).toMatchObject({
+      filterOn: 'eventType',
+      regex: '^(?:A)$',
+    });
   });
 });
 
@@ -295,8 +333,15 @@ describe('EventStoreDB error mapping (the client’s own error classes)', () => 
   });
 
   it('reports a missing stream as no_stream and keeps the caller’s spelling of the expectation', () => {
-    const err = new WrongExpectedVersionError(undefined, { streamName: STREAM, expected: 'stream_exists', current: 'no_stream' });
-    expect(mapEventStoreDBError(err, { expected: 'stream_exists' })).toMatchObject({ actual: 'no_stream', expected: 'stream_exists' });
+    const err = new WrongExpectedVersionError(undefined, {
+      streamName: STREAM,
+      expected: 'stream_exists',
+      current: 'no_stream',
+    });
+    expect(mapEventStoreDBError(err, { expected: 'stream_exists' })).toMatchObject({
+      actual: 'no_stream',
+      expected: 'stream_exists',
+    });
     expect(mapEventStoreDBError(err)).toMatchObject({ expected: 'stream_exists', streamId: STREAM });
   });
 
@@ -335,7 +380,7 @@ describe('EventStoreDB error mapping (the client’s own error classes)', () => 
   });
 });
 
-describe('EventStoreDB append preparation', () => {
+describe('EventStoreDB append preparation (the PostgreSQL store’s rules and field names)', () => {
   const event = (overrides: Partial<NewEvent> = {}): NewEvent => ({
     type: 'RecordIngested',
     tenantId: TENANT,
@@ -343,63 +388,113 @@ describe('EventStoreDB append preparation', () => {
     actor: { kind: 'apiKey', id: 'key-1' },
     ...overrides,
   });
+  const one = (events: NewEvent[], expectedRevision?: StreamAppend['expectedRevision']) =>
+    prepareAppends(
+      [{ streamId: STREAM, events, ...(expectedRevision !== undefined ? { expectedRevision } : {}) }],
+      registry,
+    )[0]!;
+  const refusal = (fn: () => unknown): ValidationError => {
+    try {
+      fn();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ValidationError);
+      return err as ValidationError;
+    }
+    throw new Error('expected a ValidationError, nothing was thrown');
+  };
 
-  it('fills in eventId (UUIDv7), the newest schema version and occurredAt', () => {
+  it('fills in eventId (UUIDv7), the newest schema version, occurredAt and expectedRevision', () => {
     const before = Date.now();
-    const [p] = prepareEvents(STREAM, [event()], registry);
-    expect(p!.eventId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-    expect(p!.schemaVersion).toBe(2);
-    expect(p!.occurredAt.getTime()).toBeGreaterThanOrEqual(before);
+    const a = one([event()]);
+    expect(a).toMatchObject({ index: 0, streamId: STREAM, expected: 'any' });
+    const p = a.events[0]!;
+    expect(p.eventId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(p.schemaVersion).toBe(2);
+    expect(p.occurredAt.getTime()).toBeGreaterThanOrEqual(before);
   });
 
   it('keeps what the writer set, with the event id in EventStoreDB’s lowercase', () => {
     const occurredAt = new Date('2020-01-01T00:00:00Z');
     const data = { source: 's', entityType: 'contact', externalId: '42', payload: { a: 1 } };
-    const [p] = prepareEvents(STREAM, [event({ eventId: '0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B', schemaVersion: 1, occurredAt, data })], registry);
-    expect(p).toMatchObject({ eventId: '0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b', schemaVersion: 1, occurredAt, data });
+    const [p] = one(
+      [
+        event({
+          eventId: '0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B',
+          schemaVersion: 1,
+          occurredAt,
+          data,
+          correlationId: 'c',
+        }),
+      ],
+      3,
+    ).events;
+    expect(p).toMatchObject({
+      eventId: '0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b',
+      schemaVersion: 1,
+      occurredAt,
+      data,
+      correlationId: 'c',
+    });
   });
 
-  it('rejects bad input with the offending field named', () => {
+  it('rejects bad input naming the field, with where it was in the details', () => {
     const cases: [NewEvent[], string][] = [
-      [[event({ tenantId: 'other' })], 'events.0.tenantId'],
-      [[event(), event({ eventId: 'not-a-uuid' })], 'events.1.eventId'],
-      [[event({ type: '$metadata' })], 'events.0.type'],
-      [[event({ actor: { kind: 'robot' as never, id: 'x' } })], 'events.0.actor'],
-      [[event({ occurredAt: new Date('nope') })], 'events.0.occurredAt'],
-      [[event({ schemaVersion: 0 })], 'events.0.schemaVersion'],
+      [[event({ tenantId: 'other' })], 'tenantId'],
+      [[event(), event({ eventId: 'not-a-uuid' })], 'eventId'],
+      [[event({ type: '$metadata' })], 'type'],
+      [[event({ actor: { kind: 'robot' as never, id: 'x' } })], 'actor.kind'],
+      [[event({ occurredAt: new Date('nope') })], 'occurredAt'],
+      [[event({ schemaVersion: 0 })], 'schemaVersion'],
+      [[event({ type: 'NoSuchEvent' })], 'type'],
     ];
     for (const [events, field] of cases) {
-      let caught: unknown;
-      try {
-        prepareEvents(STREAM, events, registry);
-      } catch (err) {
-        caught = err;
-      }
-      expect(caught, field).toBeInstanceOf(ValidationError);
-      expect((caught as ValidationError).field, field).toBe(field);
+      const err = refusal(() => one(events));
+      expect(err.field, field).toBe(field);
+      expect(err.details, field).toMatchObject({ field, streamId: STREAM, appendIndex: 0 });
     }
+    expect(refusal(() => one([event(), event({ eventId: 'x' })])).details).toMatchObject({ eventIndex: 1 });
   });
 
-  it('rejects the same event id twice in one append', () => {
+  it('validates data against the schema registry, naming the field inside data', () => {
+    const err = refusal(() => one([event({ data: { source: 's', entityType: 'e' } })]));
+    expect(err.field).toBe('data.externalId');
+  });
+
+  it('rejects the same event id twice in one call, also across streams of a batch', () => {
     const id = '0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b';
-    expect(() => prepareEvents(STREAM, [event({ eventId: id }), event({ eventId: id.toUpperCase() })], registry)).toThrow(/twice/);
+    expect(refusal(() => one([event({ eventId: id }), event({ eventId: id.toUpperCase() })])).field).toBe('eventId');
+    const other = `record-${TENANT}-crm-contact-43`;
+    const batch: StreamAppend[] = [
+      { streamId: STREAM, events: [event({ eventId: id })] },
+      { streamId: other, events: [event({ eventId: id })] },
+    ];
+    expect(refusal(() => prepareAppends(batch, registry)).details).toMatchObject({ appendIndex: 1, eventIndex: 0 });
   });
 
-  it('validates data against the schema registry, naming the field under the event', () => {
-    let caught: unknown;
-    try {
-      prepareEvents(STREAM, [event({ data: { source: 's' } })], registry);
-    } catch (err) {
-      caught = err;
+  it('lets a stream appear again in a batch only without its own expectedRevision', () => {
+    const twice = (expectedRevision: StreamAppend['expectedRevision']) =>
+      prepareAppends(
+        [
+          { streamId: STREAM, events: [event()], expectedRevision: 'no_stream' },
+          { streamId: STREAM, events: [event()], expectedRevision },
+        ],
+        registry,
+      );
+    expect(twice('any').map((a) => a.expected)).toEqual(['no_stream', 'any']);
+    expect(refusal(() => twice(0)).field).toBe('expectedRevision');
+  });
+
+  it('refuses expected revisions the port does not know', () => {
+    for (const bad of [-1, 1.5, 'latest']) {
+      expect(refusal(() => one([event()], bad as never)).field).toBe('expectedRevision');
     }
-    expect(caught).toBeInstanceOf(ValidationError);
-    expect((caught as ValidationError).field).toMatch(/^events\.0\.data/);
-    expect(() => prepareEvents(STREAM, [event({ type: 'NoSuchEvent' })], registry)).toThrow(ValidationError);
   });
 
   it('refuses stream ids EventStoreDB reserves or Keel cannot parse', () => {
-    for (const bad of ['', '$ce-record', `$$${STREAM}`, 'nodash']) {
-      expect(() => prepareEvents(bad, [event()], registry), bad).toThrow(ValidationError);
+    for (const bad of ['', '$ce-record', `$$${STREAM}`, 'nodash', 'record-acme']) {
+      expect(refusal(() => prepareAppends([{ streamId: bad, events: [event()] }], registry)).field, bad).toBe(
+        'streamId',
+      );
     }
   });
 });
@@ -436,22 +531,38 @@ describe('puller', () => {
 describe('EventStoreDB store without a server', () => {
   // Nothing listens on port 1: the real client fails to connect, nothing is faked.
   const unreachable = () => getEventStoreDBEventStore({ connectionString: 'esdb://127.0.0.1:1?tls=false', registry });
-  const good: NewEvent = { type: 'RecordIngested', tenantId: TENANT, data: { ...exampleEventData.RecordIngested }, actor: { kind: 'system', id: 'test' } };
+  const good: NewEvent = {
+    type: 'RecordIngested',
+    tenantId: TENANT,
+    data: { ...exampleEventData.RecordIngested },
+    actor: { kind: 'system', id: 'test' },
+  };
 
   it('rejects bad input before talking to the server', async () => {
     const store = unreachable();
     try {
-      await expect(store.appendToStream(STREAM, [{ ...good, tenantId: 'other' }])).rejects.toBeInstanceOf(ValidationError);
-      await expect(store.appendToStream(STREAM, [good], { expectedRevision: -5 })).rejects.toBeInstanceOf(ValidationError);
+      await expect(store.appendToStream(STREAM, [{ ...good, tenantId: 'other' }])).rejects.toBeInstanceOf(
+        ValidationError,
+      );
+      await expect(store.appendToStream(STREAM, [good], { expectedRevision: -5 })).rejects.toBeInstanceOf(
+        ValidationError,
+      );
       // One bad event anywhere in a batch: nothing is attempted, not even the valid streams.
       const batch = store.appendBatch([
         { streamId: STREAM, events: [good] },
         { streamId: `record-${TENANT}-crm-contact-43`, events: [{ ...good, data: { nope: true } }] },
       ]);
-      await expect(batch).rejects.toMatchObject({ field: expect.stringMatching(/^appends\.1\.events\.0\.data/) });
-      await expect(store.readAll({ filter: { categories: ['Bad'] } })).rejects.toBeInstanceOf(ValidationError);
+      await expect(batch).rejects.toMatchObject({
+        field: expect.stringMatching(/^data\./),
+        details: { appendIndex: 1 },
+      });
+      await expect(store.readAll({ filter: { tenantId: '' } })).rejects.toBeInstanceOf(ValidationError);
+      await expect(store.readAll({ maxCount: 0 })).rejects.toBeInstanceOf(ValidationError);
+      await expect(store.deleteStream('nodash')).rejects.toBeInstanceOf(ValidationError);
+      await expect(store.truncateBefore(STREAM, -1)).rejects.toBeInstanceOf(ValidationError);
       await expect(store.readStream(STREAM, { maxCount: -1 })).rejects.toBeInstanceOf(ValidationError);
       expect(() => store.subscribe({ filter: { tenantId: '' } }, async () => undefined)).toThrow(ValidationError);
+      expect(() => store.subscribe({ batchSize: 0 }, async () => undefined)).toThrow(ValidationError);
     } finally {
       await store.close();
     }
@@ -481,3 +592,136 @@ describe('EventStoreDB store without a server', () => {
     await store.close();
   });
 });
+
+// ------------------------------------------------------------------------ against a real server
+
+const serverUrl = process.env.KEEL_EVENTSTOREDB_URL || undefined;
+const noServer =
+  'KEEL_EVENTSTOREDB_URL is unset; start one with `docker run -p 2113:2113 eventstore/eventstore:24.10 --insecure --run-projections=All` ' +
+  "and set KEEL_EVENTSTOREDB_URL='esdb://localhost:2113?tls=false' (shared-events/README-eventstoredb.md)";
+
+describeWithServer('eventstoredb', 'EventStoreDB event store (real server)', serverUrl, noServer, (url) => {
+  // EventStoreDB has no multi-stream transaction: the contract's all-or-nothing batch checks are off.
+  eventStoreContract(
+    'EventStoreDB',
+    async () => {
+      const store = getEventStoreDBEventStore({ connectionString: url, registry });
+      return { store, cleanup: () => store.close() };
+    },
+    { atomicBatch: false },
+  );
+
+  describe('EventStoreDB specifics', () => {
+    let store: EventStore;
+    let raw: EventStoreDBClient;
+    const actor = { kind: 'system', id: 'store-eventstoredb-test' } as const;
+    const record = (t: string, id: string, payload: Record<string, unknown> = {}): NewEvent => ({
+      type: 'RecordIngested',
+      tenantId: t,
+      actor,
+      data: {
+        source: 'crm',
+        entityType: 'customer',
+        externalId: id,
+        payload,
+        receivedVia: 'api',
+        contentHash: canonicalHash(payload),
+      },
+    });
+    const recordStream = (t: string, id: string) => streamName('record', t, `customer-${id}`);
+
+    beforeAll(() => {
+      store = getEventStoreDBEventStore({ connectionString: url, registry });
+      raw = EventStoreDBClient.connectionString(url);
+    });
+    afterAll(async () => {
+      await store?.close();
+      await raw?.dispose();
+    });
+
+    it('stores the envelope as JSON metadata that EventStoreDB’s own tooling reads', async () => {
+      const t = randomUUID();
+      const stream = recordStream(t, 'meta');
+      const r = await store.appendToStream(stream, [
+        { ...record(t, 'meta'), correlationId: 'corr-9', causationId: 'cause-9' },
+      ]);
+      const [stored] = await collect(raw.readStream(stream));
+      expect(stored?.event).toMatchObject({
+        id: r.events[0]!.eventId,
+        type: 'RecordIngested',
+        isJson: true,
+        revision: 0n,
+      });
+      expect(stored?.event?.metadata).toMatchObject({
+        keel: 1,
+        eventId: r.events[0]!.eventId,
+        tenantId: t,
+        schemaVersion: 2,
+        actor,
+        correlationId: 'corr-9',
+        $correlationId: 'corr-9',
+        $causationId: 'cause-9',
+      });
+      expect(Number(stored?.event?.position?.commit)).toBe(r.globalPosition);
+    });
+
+    it('steps over events that are not Keel’s, in a stream and in $all', async () => {
+      const t = randomUUID();
+      const stream = recordStream(t, 'mixed');
+      const first = await store.appendToStream(stream, [record(t, 'mixed', { n: 1 })]);
+      await raw.appendToStream(stream, jsonEvent({ type: 'SomethingElse', data: { written: 'by another tool' } }));
+      await store.truncateBefore(recordStream(t, 'other'), 1); // a $metadata event in $all
+      const last = await store.appendToStream(stream, [record(t, 'mixed', { n: 2 })]);
+      expect((await store.readStream(stream)).map((e) => e.streamPosition)).toEqual([0, 2]);
+      const seen: RecordedEvent[] = [];
+      let after = first.globalPosition - 1; // not an event position: the store finds one before it
+      for (let guard = 0; guard < 1000 && !seen.some((e) => e.eventId === last.events[0]!.eventId); guard++) {
+        const page = await store.readAll({ after, maxCount: 10 });
+        seen.push(...page.events);
+        after = page.position;
+      }
+      const mine = seen.filter((e) => e.tenantId === t);
+      expect(mine.map((e) => e.globalPosition)).toEqual([first.globalPosition, last.globalPosition]);
+      expect(seen.every((e) => !e.type.startsWith('$') && !e.streamId.startsWith('$'))).toBe(true);
+    });
+
+    it('reports the revision of a soft-deleted stream, hidden from reads', async () => {
+      const t = randomUUID();
+      const stream = recordStream(t, 'soft');
+      await store.appendToStream(
+        stream,
+        [0, 1, 2].map((n) => record(t, 'soft', { n })),
+      );
+      await store.deleteStream(stream);
+      expect(await store.getStreamMetadata(stream)).toMatchObject({ revision: 2, truncateBefore: 3, deleted: 'soft' });
+      expect(await store.readStream(stream)).toEqual([]);
+    });
+
+    it('a batch that failed part-way is completed by retrying it: what was written deduplicates', async () => {
+      const t = randomUUID();
+      const taken = recordStream(t, 'taken');
+      await store.appendToStream(taken, [record(t, 'taken')]);
+      const free = recordStream(t, 'free');
+      const freeEvent = { ...record(t, 'free'), eventId: randomUUID() };
+      const takenEvent = { ...record(t, 'taken', { again: true }), eventId: randomUUID() };
+      const failed = store.appendBatch([
+        { streamId: free, events: [freeEvent], expectedRevision: 'no_stream' },
+        { streamId: taken, events: [takenEvent], expectedRevision: 'no_stream' },
+      ]);
+      await expect(failed).rejects.toBeInstanceOf(ConcurrencyError);
+      const retried = await store.appendBatch([
+        { streamId: free, events: [freeEvent], expectedRevision: 'no_stream' },
+        { streamId: taken, events: [takenEvent], expectedRevision: 0 },
+      ]);
+      expect(retried.streams.map((s) => s.nextExpectedRevision)).toEqual([0, 1]);
+      expect(await store.readStream(free)).toHaveLength(1);
+      expect((await store.readStream(taken)).map((e) => e.eventId)).toHaveLength(2);
+    });
+  });
+});
+
+async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of iterable) out.push(x);
+  return out;
+}

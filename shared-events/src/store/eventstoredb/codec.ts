@@ -97,7 +97,12 @@ export function parseKeelMetadata(raw: unknown, streamId: string, eventId: strin
   if (typeof m.tenantId !== 'string' || !m.tenantId) throw bad('tenantId');
   if (!Number.isSafeInteger(m.schemaVersion) || (m.schemaVersion as number) < 1) throw bad('schemaVersion');
   const actor = m.actor as Record<string, unknown> | null | undefined;
-  if (!actor || typeof actor !== 'object' || !ACTOR_KINDS.includes(actor.kind as ActorKind) || typeof actor.id !== 'string') {
+  if (
+    !actor ||
+    typeof actor !== 'object' ||
+    !ACTOR_KINDS.includes(actor.kind as ActorKind) ||
+    typeof actor.id !== 'string'
+  ) {
     throw bad('actor');
   }
   if (typeof m.occurredAt !== 'string' || Number.isNaN(Date.parse(m.occurredAt))) throw bad('occurredAt');

@@ -32,7 +32,9 @@ export const KEEL_STREAM_REGEX = '^[a-z][a-z0-9_]*-';
 
 /** Escapes regex metacharacters; the result means the same to JavaScript and to .NET (the server). */
 export function escapeRegex(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\#\s]/g, (c) => (/\s/.test(c) ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : `\\${c}`));
+  return s.replace(/[.*+?^${}()|[\]\\#\s]/g, (c) =>
+    /\s/.test(c) ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : `\\${c}`,
+  );
 }
 
 export function planAllFilter(filter: AllFilter | undefined): AllFilterPlan {
@@ -77,7 +79,7 @@ export function planAllFilter(filter: AllFilter | undefined): AllFilterPlan {
   return server ? { server, accepts } : { accepts };
 }
 
-/** The client's Filter for a plan; `keelOnly` narrows an unfiltered plan to Keel-shaped streams. */
+/** The client's Filter for a server spec; without one (an unfiltered subscription), Keel-shaped streams only. */
 export function toClientFilter(
   spec: ServerFilterSpec | undefined,
   options: { checkpointReached?: Filter['checkpointReached']; maxSearchWindow?: number } = {},

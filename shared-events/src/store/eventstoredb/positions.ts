@@ -1,4 +1,11 @@
-import { ANY, NO_STREAM, START, STREAM_EXISTS, type AppendExpectedRevision, type Position } from '@eventstore/db-client';
+import {
+  ANY,
+  NO_STREAM,
+  START,
+  STREAM_EXISTS,
+  type AppendExpectedRevision,
+  type Position,
+} from '@eventstore/db-client';
 import { ValidationError } from '../../errors.ts';
 import type { ExpectedRevision } from '../port.ts';
 
@@ -55,7 +62,10 @@ export function toClientExpectedRevision(expected: ExpectedRevision | undefined)
       return STREAM_EXISTS;
     default:
       if (!Number.isSafeInteger(expected) || expected < 0) {
-        throw new ValidationError("expectedRevision must be 'any', 'no_stream', 'stream_exists' or a revision >= 0", 'expectedRevision');
+        throw new ValidationError(
+          "expectedRevision must be 'any', 'no_stream', 'stream_exists' or a revision >= 0",
+          'expectedRevision',
+        );
       }
       return BigInt(expected);
   }

@@ -22,14 +22,18 @@ export interface PreparedAppend {
 
 const ACTOR_KINDS: readonly string[] = ['user', 'apiKey', 'connector', 'system'];
 
-export function prepareAppends(appends: readonly StreamAppend[], registry: EventSchemaRegistry | undefined): PreparedAppend[] {
+export function prepareAppends(
+  appends: readonly StreamAppend[],
+  registry: EventSchemaRegistry | undefined,
+): PreparedAppend[] {
   if (!Array.isArray(appends)) throw new ValidationError('appends must be an array', 'appends');
   const ids = new Set<string>();
   const streamsSeen = new Set<string>();
   const now = new Date();
   return appends.map((a, appendIndex) => {
     const at = { appendIndex };
-    if (!a || typeof a !== 'object') throw new ValidationError(`appends[${appendIndex}] must be an object`, 'appends', at);
+    if (!a || typeof a !== 'object')
+      throw new ValidationError(`appends[${appendIndex}] must be an object`, 'appends', at);
     const streamId = a.streamId;
     const tenantId = streamTenant(streamId, at);
     const expected = a.expectedRevision ?? 'any';
@@ -41,7 +45,11 @@ export function prepareAppends(appends: readonly StreamAppend[], registry: Event
       );
     }
     if (!Array.isArray(a.events)) {
-      throw new ValidationError(`events of ${streamId} must be an array`, 'events', { field: 'events', streamId, ...at });
+      throw new ValidationError(`events of ${streamId} must be an array`, 'events', {
+        field: 'events',
+        streamId,
+        ...at,
+      });
     }
     if (streamsSeen.has(streamId) && expected !== 'any') {
       // A later part of the same stream just follows the earlier one.
@@ -84,10 +92,14 @@ export function streamTenant(streamId: unknown, details: Record<string, unknown>
   const name = typeof streamId === 'string' && !streamId.startsWith('$') ? parseStreamName(streamId) : undefined;
   if (!name || !name.id) {
     // `$` streams are EventStoreDB's own (metadata, projections, settings), never Keel's.
-    throw new ValidationError(`streamId "${String(streamId)}" is not a stream name ({category}-{tenantId}-{id})`, 'streamId', {
-      field: 'streamId',
-      ...details,
-    });
+    throw new ValidationError(
+      `streamId "${String(streamId)}" is not a stream name ({category}-{tenantId}-{id})`,
+      'streamId',
+      {
+        field: 'streamId',
+        ...details,
+      },
+    );
   }
   return name.tenantId;
 }
@@ -101,7 +113,11 @@ function prepareEvent(
   at: { appendIndex: number; eventIndex: number },
 ): PreparedEvent {
   const fail = (field: string, message: string): never => {
-    throw new ValidationError(`event ${at.eventIndex} of ${streamId}: ${field} ${message}`, field, { field, streamId, ...at });
+    throw new ValidationError(`event ${at.eventIndex} of ${streamId}: ${field} ${message}`, field, {
+      field,
+      streamId,
+      ...at,
+    });
   };
   if (!ev || typeof ev !== 'object') fail('event', 'must be an object');
   const eventId = ev.eventId ?? uuidv7();
@@ -111,7 +127,8 @@ function prepareEvent(
   if (typeof type !== 'string' || type.length === 0 || type.length > 200) fail('type', 'must be a non-empty string');
   if (type.startsWith('$')) fail('type', 'must not start with "$" (EventStoreDB system event types)');
   if (typeof ev.tenantId !== 'string' || ev.tenantId.length === 0) fail('tenantId', 'must be a non-empty string');
-  if (ev.tenantId !== tenantOfStream) fail('tenantId', `is "${ev.tenantId}" but the stream belongs to tenant "${tenantOfStream}"`);
+  if (ev.tenantId !== tenantOfStream)
+    fail('tenantId', `is "${ev.tenantId}" but the stream belongs to tenant "${tenantOfStream}"`);
   const actor = ev.actor as { kind?: unknown; id?: unknown } | undefined;
   if (!actor || typeof actor !== 'object') fail('actor', 'must be {kind, id}');
   if (!ACTOR_KINDS.includes(actor!.kind as string)) fail('actor.kind', `must be one of ${ACTOR_KINDS.join(', ')}`);

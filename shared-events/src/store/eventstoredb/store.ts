@@ -50,7 +50,7 @@ import { puller } from './pull.ts';
 
 /**
  * The EventStore port on EventStoreDB (the "distributed" profile), through @eventstore/db-client.
- * It passes the same contract suite as the PostgreSQL store; where EventStoreDB gives weaker
+ * It runs the same contract suite as the PostgreSQL store; where EventStoreDB gives weaker
  * guarantees than the port asks for, the difference is stated here and in README-eventstoredb.md:
  *
  * - `appendBatch` is atomic per stream, not across streams: EventStoreDB (up to 24.x) has no
@@ -61,7 +61,7 @@ import { puller } from './pull.ts';
  *   'no_stream' that is guaranteed; with 'any' or 'stream_exists' the server only remembers
  *   recent event ids (an in-memory cache), so a retry after a server restart can duplicate.
  * - `readAll`/`subscribe` still see events of truncated or deleted streams until a scavenge
- *   removes them; `readStream` never does.
+ *   removes them; `readStream` never does. A tombstoned stream's revision is not knowable.
  * - Needs EventStoreDB 23.10 or newer (caught-up signal on subscriptions, positions on stream reads).
  */
 export interface EventStoreDBEventStoreOptions {
@@ -109,6 +109,26 @@ export function getEventStoreDBEventStore(options: EventStoreDBEventStoreOptions
   const subscriptions = new Set<Subscription>();
   let closed = false;
 
+  /**
+   * Record positions seen lately. EventStoreDB can only start reading $all at a record boundary,
+   * while the port lets a caller resume after any number; these are the nearby boundaries to
+   * start from when a caller's number is not one (see `startBefore`).
+   */
+  const recent: number[] = [];
+  const recentSet = new Set<number>();
+  let recentNext = 0;
+  function remember(position: number): void {
+    if (recentSet.has(position)) return;
+    if (recent.length < RECENT_POSITIONS) {
+      recent.push(position);
+    } else {
+      recentSet.delete(recent[recentNext]!);
+      recent[recentNext] = position;
+    }
+    recentSet.add(position);
+    recentNext = (recentNext + 1) % RECENT_POSITIONS;
+  }
+
   const upcast = (e: RecordedEvent): RecordedEvent => (registry ? registry.upcast(e) : e);
 
   function assertOpen(): void {
@@ -147,7 +167,12 @@ export function getEventStoreDBEventStore(options: EventStoreDBEventStoreOptions
 
   /** Revision of the stream's last event; -1 when it has none. Throws StreamDeletedError when tombstoned. */
   async function lastRevision(streamId: string): Promise<number> {
-    const last = await readRaw(streamId, { fromRevision: END, direction: BACKWARDS, maxCount: 1, requiresLeader: true });
+    const last = await readRaw(streamId, {
+      fromRevision: END,
+      direction: BACKWARDS,
+      maxCount: 1,
+      requiresLeader: true,
+    });
     const ev = last[0]?.event;
     return ev ? toRevision(ev.revision) : -1;
   }
@@ -164,7 +189,14 @@ export function getEventStoreDBEventStore(options: EventStoreDBEventStoreOptions
       if (err instanceof WrongExpectedVersionError) {
         return err.actualVersion === 'no_stream' ? -1 : toRevision(err.actualVersion);
       }
-      throw mapEventStoreDBError(err, { streamId });
+      const mapped = mapEventStoreDBError(err, { streamId });
+      if (mapped instanceof KeelError) throw mapped;
+      // Only the revision of a deleted stream is at stake: report it unknown rather than fail.
+      log?.warn(
+        { err: (err as Error)?.message, streamId },
+        'eventstoredb: could not learn the revision of a hidden stream',
+      );
+      return -1;
     }
     throw new Error(`EventStoreDB accepted an append to ${streamId} at revision ${IMPOSSIBLE_REVISION}`);
   }
@@ -182,6 +214,7 @@ export function getEventStoreDBEventStore(options: EventStoreDBEventStoreOptions
       requiresLeader: true,
     });
     const recorded = raw.map((r) => (r.event ? fromEsdbEvent(r.event) : undefined));
+    for (const r of recorded) if (r) remember(r.globalPosition);
     const ok =
       recorded.length === prepared.length &&
       recorded.every((r, i) => r !== undefined && r.eventId.toLowerCase() === prepared[i]!.eventId);
@@ -213,10 +246,15 @@ export function getEventStoreDBEventStore(options: EventStoreDBEventStoreOptions
   async function rawHeadPosition(): Promise<number> {
     const raw = await readAllRaw({ fromPosition: END, direction: BACKWARDS, maxCount: 1 });
     const ev = raw[0]?.event;
-    return ev ? globalPositionOf(ev.position) : 0;
+    if (!ev) return 0;
+    const position = globalPositionOf(ev.position);
+    remember(position);
+    return position;
   }
 
-  async function readAllRaw(readOptions: Parameters<EventStoreDBClient['readAll']>[0]): Promise<AllStreamResolvedEvent[]> {
+  async function readAllRaw(
+    readOptions: Parameters<EventStoreDBClient['readAll']>[0],
+  ): Promise<AllStreamResolvedEvent[]> {
     try {
       const read = client.readAll(readOptions);
       const out: AllStreamResolvedEvent[] = [];
@@ -241,62 +279,56 @@ export function getEventStoreDBEventStore(options: EventStoreDBEventStoreOptions
   }
 
   /**
-   * Record positions seen lately. EventStoreDB can only start reading $all at a record boundary,
-   * while the port lets a caller resume after any number; these are the nearby boundaries to
-   * start from when a caller's number is not one (see `startBefore`).
-   */
-  const recent: number[] = [];
-  let recentNext = 0;
-  function remember(position: number): void {
-    if (recent.length < RECENT_POSITIONS) recent.push(position);
-    else recent[recentNext] = position;
-    recentNext = (recentNext + 1) % RECENT_POSITIONS;
-  }
-
-  /**
-   * A position to start reading $all from, at or before `after`, from which everything after
-   * `after` can be reached. Positions this store hands out are record positions and are used
-   * as they are; any other number (a reader's arithmetic, another store's position) is mapped
-   * to the newest record at or before it: from a recently seen record, else from the start of
-   * its 256 MiB transaction-log chunk (chunks always start with a record), else from the start.
+   * An event position at or before `after` (0 = the very start) to read or subscribe from, so
+   * that everything after `after` is reached once the reader drops what is at or before it.
+   * Positions this store hands out are event positions and are used as they are. Any other
+   * number (a reader's arithmetic, another store's position) would make EventStoreDB fail or
+   * (for a subscription, which starts after the first event at or past its position) skip an
+   * event; it is mapped to the newest event at or before it, searched from a recently seen
+   * event, else from the start of its 256 MiB transaction-log chunk, else from the start.
    */
   async function startBefore(after: number): Promise<number> {
-    if (after === 0) return 0;
+    if (after === 0 || recentSet.has(after)) return after;
     try {
       const at = await readAllRaw({ fromPosition: readPositionOf(after), direction: FORWARDS, maxCount: 1 });
       const first = at[0]?.event?.position;
-      if (!first || first.commit === BigInt(after)) return after; // a record boundary (or past the end)
+      if (first === undefined) return Math.min(after, await rawHeadPosition()); // past the end
+      if (first.commit === BigInt(after)) return after;
     } catch (err) {
       if (err instanceof KeelError || isTransient(err)) throw err;
-      // The server could not read at `after`: not a record boundary.
+      // The server cannot read at `after`: it is not a record boundary.
     }
-    let from = 0;
-    for (const p of recent) if (p <= after && p > from) from = p;
-    if (from === 0) from = Math.floor(after / CHUNK_SIZE) * CHUNK_SIZE;
-    for (const start of from > 0 ? [from, 0] : [0]) {
+    let near = 0;
+    for (const p of recent) if (p <= after && p > near) near = p;
+    const chunkStart = Math.floor(after / CHUNK_SIZE) * CHUNK_SIZE;
+    for (const start of [near, chunkStart]) {
+      if (start <= 0) continue;
       try {
-        return await lastRecordAtOrBefore(start, after);
+        const found = await lastEventAtOrBefore(start, after);
+        if (found !== undefined) return found;
       } catch (err) {
-        if (err instanceof KeelError || isTransient(err) || start === 0) throw err;
+        if (err instanceof KeelError || isTransient(err)) throw err;
       }
     }
-    return 0;
+    return (await lastEventAtOrBefore(0, after)) ?? 0;
   }
 
-  /** Scans forward from the record boundary `start` for the newest record at or before `limit`. */
-  async function lastRecordAtOrBefore(start: number, limit: number): Promise<number> {
-    let last = start;
+  /** Scans forward from the record boundary `start` (0 = the start) for the newest event at or before `limit`. */
+  async function lastEventAtOrBefore(start: number, limit: number): Promise<number | undefined> {
+    let last: number | undefined;
     let from = start;
     for (;;) {
       const raw = await readAllRaw({ fromPosition: readPositionOf(from), direction: FORWARDS, maxCount: 4096 });
-      let moved = false;
+      let progressed = false;
       for (const r of raw) {
-        const p = r.event ? globalPositionOf(r.event.position) : 0;
+        const p = globalPositionOf(r.event?.position);
         if (p > limit) return last;
-        if (p > last || (p === last && last === 0)) moved = moved || p > from;
-        last = Math.max(last, p);
+        if (last === undefined || p > last) {
+          last = p;
+          progressed = true;
+        }
       }
-      if (raw.length < 4096 || !moved) return last;
+      if (raw.length < 4096 || !progressed || last === undefined) return last;
       from = last;
     }
   }
@@ -310,26 +342,34 @@ export function getEventStoreDBEventStore(options: EventStoreDBEventStoreOptions
   async function readAllUnfiltered(after: number, maxCount: number, plan: AllFilterPlan): Promise<ReadAllResult> {
     const events: RecordedEvent[] = [];
     let position = after;
-    let readFrom = await startBefore(after);
+    // A read can start at any record boundary, and positions handed out are such; only when the
+    // server refuses `after` is it mapped to one.
+    let readFrom = after;
+    const read = async (want: number): Promise<AllStreamResolvedEvent[]> => {
+      try {
+        return await readAllRaw({ fromPosition: readPositionOf(readFrom), direction: FORWARDS, maxCount: want });
+      } catch (err) {
+        if (readFrom !== after || err instanceof KeelError || isTransient(err)) throw err;
+        readFrom = await startBefore(after);
+        return readAllRaw({ fromPosition: readPositionOf(readFrom), direction: FORWARDS, maxCount: want });
+      }
+    };
     let scanned = 0;
     // System events (projection links, metadata, stats) interleave with ours: keep reading until
     // the page is full or the log ends, but bound the records scanned so one call stays short.
     const scanBudget = Math.max(maxCount * 10, 1000);
     for (;;) {
       const want = Math.min(maxCount - events.length, 4096) + 1;
-      const raw = await readAllRaw({ fromPosition: readPositionOf(readFrom), direction: FORWARDS, maxCount: want });
-      let fresh = 0;
+      const raw = await read(want);
       for (const r of raw) {
         const k = toKeelEvent(r);
-        if (k.position <= readFrom && readFrom !== 0) continue;
-        readFrom = k.position;
+        readFrom = Math.max(readFrom, k.position);
         if (k.position <= position) continue;
-        fresh++;
+        scanned++;
         position = k.position;
         if (k.event && plan.accepts(k.event)) events.push(upcast(k.event));
         if (events.length >= maxCount) break;
       }
-      scanned += fresh;
       if (events.length >= maxCount) return { events, position, isEnd: false };
       if (raw.length < want) return { events, position, isEnd: true };
       if (scanned >= scanBudget) return { events, position, isEnd: false };
@@ -405,7 +445,11 @@ export function getEventStoreDBEventStore(options: EventStoreDBEventStoreOptions
   }
 
   const store: EventStore = {
-    async appendToStream(streamId: string, events: NewEvent[], appendOptions: AppendOptions = {}): Promise<AppendResult> {
+    async appendToStream(
+      streamId: string,
+      events: NewEvent[],
+      appendOptions: AppendOptions = {},
+    ): Promise<AppendResult> {
       assertOpen();
       const [a] = prepareAppends([{ streamId, events, expectedRevision: appendOptions?.expectedRevision }], registry);
       if (a!.events.length === 0) {
@@ -425,7 +469,7 @@ export function getEventStoreDBEventStore(options: EventStoreDBEventStoreOptions
       const work = prepareAppends(appends, registry);
       if (work.length === 0) return { globalPosition: 0, streams: [], appended: 0 };
 
-      // A deduplicated retry answers for events older than this head; new events land above it.
+      // New events land above this head; the events of a deduplicated retry are at or below it.
       const headBefore = await rawHeadPosition();
       const results: number[] = new Array(work.length);
       let appended = 0;
@@ -440,16 +484,11 @@ export function getEventStoreDBEventStore(options: EventStoreDBEventStoreOptions
         }
         const r = await appendPrepared(w);
         results[w.index] = r.nextExpectedRevision;
-        if (r.position !== undefined && r.position > headBefore) {
-          // New events: the append answers with the commit position of its last event.
-          appended += w.events.length;
-          globalPosition = Math.max(globalPosition, r.position);
-        } else {
-          // A retry of stored events (older servers answer it without a position): like the
-          // PostgreSQL store, the batch's position still covers them, read from the store.
-          const [last] = await readBack(w.streamId, w.events.slice(-1), r.nextExpectedRevision);
-          globalPosition = Math.max(globalPosition, last!.globalPosition);
-        }
+        // The batch's position and "how many were new" come from the store, not from the
+        // append's answer: a deduplicated retry answers for events older than `headBefore`.
+        const [last] = await readBack(w.streamId, w.events.slice(-1), r.nextExpectedRevision);
+        globalPosition = Math.max(globalPosition, last!.globalPosition);
+        if (last!.globalPosition > headBefore) appended += w.events.length;
       };
 
       // One stream's parts keep their input order; different streams go in parallel.
@@ -499,27 +538,48 @@ export function getEventStoreDBEventStore(options: EventStoreDBEventStoreOptions
       }
       if ((to !== undefined && to < from) || maxCount === 0) return [];
 
-      // With `upTo` the time filter runs here, so the server is only bounded by the revision range.
-      const span = to !== undefined ? to - from + 1 : Number.MAX_SAFE_INTEGER;
-      const serverMax = upTo ? span : Math.min(span, maxCount);
+      // The server counts every event it returns; events dropped here (recorded after `upTo`, or
+      // not Keel's) are made up for by reading on from where the last page ended.
+      const forwards = direction === 'forwards';
       const out: RecordedEvent[] = [];
-      await readRaw(
-        streamId,
-        direction === 'forwards'
-          ? { fromRevision: from === 0 ? START : BigInt(from), direction: FORWARDS, maxCount: serverMax }
-          : { fromRevision: to === undefined ? END : BigInt(to), direction: BACKWARDS, maxCount: serverMax },
-        (r) => {
-          const ev = r.event;
-          if (!ev) return 'skip';
-          const revision = toRevision(ev.revision);
-          if (direction === 'backwards' ? revision < from : to !== undefined && revision > to) return 'stop';
-          const e = fromEsdbEvent(ev);
-          if (!e || (upTo && e.recordedAt.getTime() > upTo.getTime())) return 'skip';
-          out.push(upcast(e));
-          return out.length >= maxCount ? 'stop' : 'skip';
-        },
-      );
-      return out;
+      let cursor: bigint | typeof START | typeof END = forwards
+        ? from === 0
+          ? START
+          : BigInt(from)
+        : to === undefined
+          ? END
+          : BigInt(to);
+      let span = to !== undefined ? to - from + 1 : Number.MAX_SAFE_INTEGER;
+      for (;;) {
+        const want = upTo ? span : Math.min(span, maxCount - out.length);
+        let got = 0;
+        let last = -1;
+        let done = false;
+        await readRaw(
+          streamId,
+          { fromRevision: cursor, direction: forwards ? FORWARDS : BACKWARDS, maxCount: want },
+          (r) => {
+            got++;
+            const ev = r.event;
+            if (!ev) return 'skip';
+            last = toRevision(ev.revision);
+            if (forwards ? to !== undefined && last > to : last < from) {
+              done = true;
+              return 'stop';
+            }
+            const e = fromEsdbEvent(ev);
+            if (!e || (upTo && e.recordedAt.getTime() > upTo.getTime())) return 'skip';
+            out.push(upcast(e));
+            if (out.length >= maxCount) done = true;
+            return done ? 'stop' : 'skip';
+          },
+        );
+        if (done || got < want || last < 0) return out;
+        if (!forwards && last === 0) return out;
+        if (span !== Number.MAX_SAFE_INTEGER) span -= got;
+        if (span <= 0) return out;
+        cursor = BigInt(forwards ? last + 1 : last - 1);
+      }
     },
 
     async readAll(readOptions: ReadAllOptions = {}): Promise<ReadAllResult> {
@@ -554,7 +614,11 @@ export function getEventStoreDBEventStore(options: EventStoreDBEventStoreOptions
 
       /** One server subscription from `position`; returns when stopped, throws when it breaks. */
       const runOnce = async (): Promise<void> => {
-        const sub = openSubscription(position, plan, batchSize);
+        const sub = openSubscription(await startBefore(position), plan, batchSize);
+        if (stopping) {
+          await closeSubscription(sub);
+          return;
+        }
         current = sub;
         const p = puller<SubscriptionItem>(sub);
         let batch: RecordedEvent[] = [];
@@ -628,7 +692,10 @@ export function getEventStoreDBEventStore(options: EventStoreDBEventStoreOptions
             failures = position > startedAt ? 1 : failures + 1;
             if (failures > MAX_CONSECUTIVE_FAILURES) throw mapped;
             const delay = Math.min(5000, 100 * 2 ** failures) * (0.5 + Math.random() / 2);
-            log?.warn({ err: (err as Error).message, failures, position }, 'eventstoredb subscription interrupted; resubscribing');
+            log?.warn(
+              { err: (err as Error).message, failures, position },
+              'eventstoredb subscription interrupted; resubscribing',
+            );
             await new Promise<void>((resolve) => {
               wakeBackoff = resolve;
               setTimeout(resolve, delay).unref();
@@ -679,12 +746,18 @@ export function getEventStoreDBEventStore(options: EventStoreDBEventStoreOptions
       }
     },
 
-    async deleteStream(streamId: string, deleteOptions: { hard?: boolean; expectedRevision?: ExpectedRevision } = {}): Promise<void> {
+    async deleteStream(
+      streamId: string,
+      deleteOptions: { hard?: boolean; expectedRevision?: ExpectedRevision } = {},
+    ): Promise<void> {
       assertOpen();
       streamTenant(streamId);
       let expected = deleteOptions?.expectedRevision ?? 'any';
       if (!isExpectedRevision(expected)) {
-        throw new ValidationError("expectedRevision must be 'any', 'no_stream', 'stream_exists' or a revision >= 0", 'expectedRevision');
+        throw new ValidationError(
+          "expectedRevision must be 'any', 'no_stream', 'stream_exists' or a revision >= 0",
+          'expectedRevision',
+        );
       }
       if (expected === 'stream_exists') {
         // EventStoreDB's delete knows no 'stream_exists': check it here, then delete at that revision.
@@ -779,7 +852,8 @@ function checkExpectation(streamId: string, expected: ExpectedRevision | undefin
 }
 
 function validateReadStreamId(streamId: unknown): asserts streamId is string {
-  if (typeof streamId !== 'string' || streamId === '') throw new ValidationError('streamId must be a non-empty string', 'streamId');
+  if (typeof streamId !== 'string' || streamId === '')
+    throw new ValidationError('streamId must be a non-empty string', 'streamId');
   if (streamId.startsWith('$')) throw new ValidationError('streamId must not start with "$"', 'streamId');
 }
 
