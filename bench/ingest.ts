@@ -167,6 +167,11 @@ export function recordGenerator(recordBytes: number) {
   };
 }
 
+/**
+ * What PostgreSQL alone does with the same rows: they are staged once (outside the timing), then
+ * `INSERT INTO <copy of keel_events> SELECT ... FROM stage` one request-sized batch per statement,
+ * with fresh event ids and stream ids so every row is new, `concurrency` at a time.
+ */
 async function rawBaseline(o: {
   databaseUrl: string;
   tenantId: string;
@@ -177,21 +182,31 @@ async function rawBaseline(o: {
 }) {
   const pool = new pg.Pool({ connectionString: o.databaseUrl, max: o.concurrency });
   try {
-    await pool.query(`create table bench_raw (like keel_events including all); create sequence bench_raw_seq;`);
+    await pool.query(`create table bench_raw (like keel_events including all); create sequence bench_raw_seq;
+                      create table bench_stage (batch int not null, ord int not null, stream_id text not null, data text not null)`);
+    const staged = 8;
+    for (let b = 0; b < staged; b++) {
+      const r = o.gen.rows(`raw${b}`, o.perRequest, o.tenantId);
+      await pool.query(
+        `insert into bench_stage select $1, u.ord, u.stream_id, u.data from unnest($2::text[], $3::text[]) with ordinality as u(stream_id, data, ord)`,
+        [b, r.streams, r.data],
+      );
+    }
+    await pool.query('create index on bench_stage (batch); analyze bench_stage');
     let rows = 0;
-    let batchNo = 0;
+    let rep = 0;
     const t0 = performance.now();
     const deadline = t0 + o.seconds * 1000;
     await Promise.all(
       Array.from({ length: o.concurrency }, async () => {
         while (performance.now() < deadline) {
-          const r = o.gen.rows(`raw${batchNo++}`, o.perRequest, o.tenantId);
+          const n = rep++;
           await pool.query(
             `insert into bench_raw (global_position, stream_position, event_id, occurred_at, schema_version, tenant_id, stream_id,
                                     type, actor_kind, actor_id, data)
-             select nextval('bench_raw_seq'), 0, u.id, now(), 2, $4, u.stream_id, 'RecordIngested', 'apiKey', 'bench', u.data
-               from unnest($1::text[], $2::uuid[], $3::text[]) as u(stream_id, id, data)`,
-            [r.streams, r.ids, r.data, o.tenantId],
+             select nextval('bench_raw_seq'), 0, gen_random_uuid(), now(), 2, $2, s.stream_id || '.' || $3::int, 'RecordIngested', 'apiKey', 'bench', s.data
+               from bench_stage s where s.batch = $1 order by s.ord`,
+            [n % staged, o.tenantId, n],
           );
           rows += o.perRequest;
         }
@@ -206,10 +221,19 @@ async function rawBaseline(o: {
 
 // ------------------------------------------------------------------------------------ plumbing
 
-async function startServer(o: { databaseUrl: string; port: number; adminKey: string }): Promise<ChildProcess> {
-  const dataDir = resolve('.keel-bench/ingest/data');
+/** command-service/src/main.ts as its own process (postgres profile); resolves once /ready answers 200. */
+export async function startServer(o: {
+  databaseUrl: string;
+  port: number;
+  adminKey: string;
+  dataDir?: string;
+  logLevel?: string;
+}): Promise<ChildProcess> {
+  const dataDir = resolve(o.dataDir ?? '.keel-bench/ingest/data');
   mkdirSync(dataDir, { recursive: true });
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve('command-service/src/main.ts')], {
+  // KEEL_BENCH_CPU_PROF=1: a V8 CPU profile of the server in .keel-bench/prof (to see where the time goes).
+  const prof = process.env.KEEL_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${resolve('.keel-bench/prof')}`] : [];
+  const child = spawn(process.execPath, [...prof, '--import', 'tsx', resolve('command-service/src/main.ts')], {
     env: {
       ...process.env,
       KEEL_PROFILE: 'postgres',
@@ -219,11 +243,12 @@ async function startServer(o: { databaseUrl: string; port: number; adminKey: str
       KEEL_ADMIN_KEY: o.adminKey,
       KEEL_MASTER_KEY: randomBytes(32).toString('hex'),
       KEEL_DATA_DIR: dataDir,
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: o.logLevel ?? 'warn',
       KEEL_INGEST_RECORDS_PER_SECOND: '10000000',
       KEEL_INGEST_RECORDS_BURST: '10000000',
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    // stdout carries the JSON logs (not wanted in the results); errors still show on stderr
+    stdio: ['ignore', 'ignore', 'inherit'],
   });
   const agent = new http.Agent({ keepAlive: false });
   for (let i = 0; i < 600; i++) {
@@ -240,7 +265,7 @@ async function startServer(o: { databaseUrl: string; port: number; adminKey: str
   throw new Error('command-service did not become ready');
 }
 
-async function stopServer(child: ChildProcess): Promise<void> {
+export async function stopServer(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
@@ -268,7 +293,7 @@ export function request(
   });
 }
 
-async function settings(url: string): Promise<Record<string, string>> {
+export async function settings(url: string): Promise<Record<string, string>> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
@@ -281,12 +306,12 @@ async function settings(url: string): Promise<Record<string, string>> {
   }
 }
 
-function pct(xs: number[], p: number): number {
+export function pct(xs: number[], p: number): number {
   if (!xs.length) return NaN;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
 }
 
-function round(x: number): number {
+export function round(x: number): number {
   return Math.round(x * 100) / 100;
 }

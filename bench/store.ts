@@ -9,9 +9,10 @@
  * 2. batched multi-stream appends: --events events in appendBatch calls of --batch events over
  *    --streams streams (1 KB payloads, schema-validated), --concurrency calls in flight. Baseline:
  *    plain `INSERT ... SELECT` of the very same rows (copied from the store's table into a staging
- *    table) into a table with the same columns and indexes, in chunks of the same size with the
- *    same concurrency (each chunk its own transaction, as each append is); the one-statement
- *    INSERT ... SELECT of everything is reported too.
+ *    table) into a table with the same columns and indexes, in chunks of the same size (each
+ *    chunk its own transaction, as each append is) from one session: the ratio is against this.
+ *    The same with --concurrency sessions, and one INSERT ... SELECT of everything, are reported
+ *    too.
  * 3. readAll: the whole log in pages of --read-batch, as RecordedEvents (payload JSON parsed).
  *    Baseline: the same pages through node-pg's plain `SELECT *` with its default row parsing.
  *
@@ -117,32 +118,49 @@ export default async function storeBench(args: string[]): Promise<Record<string,
     log(`batched appends: ${batchedPerSec} events/s`);
 
     // The very same rows, staged, then inserted raw with the same chunking and concurrency.
-    await admin.query(`create table bench_staging as select * from keel_events where global_position > $1`, [head]);
-    await admin.query('create index on bench_staging (global_position)');
+    const columns = (
+      await admin.query<{ c: string }>(
+        "select string_agg(quote_ident(column_name), ', ' order by ordinal_position) as c from information_schema.columns where table_name = 'keel_events'",
+      )
+    ).rows[0]!.c;
+    // rn numbers the rows for chunking, whatever gaps the positions have.
+    await admin.query(
+      `create table bench_staging as select ${columns}, row_number() over (order by global_position) as rn from keel_events where global_position > $1`,
+      [head],
+    );
+    await admin.query('create index on bench_staging (rn)');
     await admin.query('vacuum analyze bench_staging');
-    const staged = await admin.query<{ lo: string; n: string }>('select min(global_position) as lo, count(*) as n from bench_staging');
-    const lo = Number(staged.rows[0]!.lo);
-    if (Number(staged.rows[0]!.n) !== totalEvents) throw new Error(`staged ${staged.rows[0]!.n} rows, expected ${totalEvents}`);
+    const staged = Number((await admin.query<{ n: string }>('select count(*) as n from bench_staging')).rows[0]!.n);
+    if (staged !== totalEvents) throw new Error(`staged ${staged} rows, expected ${totalEvents}`);
+    const chunkedInsert = (sessions: number) =>
+      timed(async () => {
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: sessions }, async () => {
+            for (let c = next++; c < calls; c = next++) {
+              await admin.query(`insert into bench_baseline select ${columns} from bench_staging where rn > $1 and rn <= $2`, [
+                c * batchSize,
+                (c + 1) * batchSize,
+              ]);
+            }
+          }),
+        );
+      });
     await admin.query('checkpoint');
-    const baseline = await timed(async () => {
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: concurrency }, async () => {
-          for (let c = next++; c < calls; c = next++) {
-            await admin.query('insert into bench_baseline select * from bench_staging where global_position >= $1 and global_position < $2', [
-              lo + c * batchSize,
-              lo + (c + 1) * batchSize,
-            ]);
-          }
-        }),
-      );
-    });
+    const baseline = await chunkedInsert(1);
     const baselinePerSec = Math.round(totalEvents / baseline.seconds);
     await admin.query('truncate bench_baseline');
     await admin.query('checkpoint');
-    const oneStatement = await timed(() => admin.query('insert into bench_baseline select * from bench_staging').then(() => undefined));
+    const baselineC = await chunkedInsert(concurrency);
+    const baselineCPerSec = Math.round(totalEvents / baselineC.seconds);
+    await admin.query('truncate bench_baseline');
+    await admin.query('checkpoint');
+    const oneStatement = await timed(() => admin.query(`insert into bench_baseline select ${columns} from bench_staging`).then(() => undefined));
     const oneStatementPerSec = Math.round(totalEvents / oneStatement.seconds);
-    log(`baseline INSERT ... SELECT: ${baselinePerSec} events/s chunked, ${oneStatementPerSec} events/s as one statement`);
+    log(
+      `baseline INSERT ... SELECT: ${baselinePerSec} events/s chunked (1 session), ${baselineCPerSec} (${concurrency} sessions), ` +
+        `${oneStatementPerSec} as one statement`,
+    );
 
     // ------------------------------------------------------------------------------ 3. read
     await admin.query('vacuum analyze keel_events');
@@ -183,8 +201,9 @@ export default async function storeBench(args: string[]): Promise<Record<string,
       batchedAppend: {
         eventsPerSec: batchedPerSec,
         mbPerSec: Math.round((batchedPerSec * payloadBytes) / 2 ** 20),
-        baselineInsertSelectPerSec: { chunked: baselinePerSec, oneStatement: oneStatementPerSec },
+        baselineInsertSelectPerSec: { chunked: baselinePerSec, chunkedSameConcurrency: baselineCPerSec, oneStatement: oneStatementPerSec },
         ratio: ratio(batchedPerSec, baselinePerSec),
+        ratioToSameConcurrency: ratio(batchedPerSec, baselineCPerSec),
         ratioToOneStatement: ratio(batchedPerSec, oneStatementPerSec),
       },
       readAll: { events: readCount, pageSize: readBatch, eventsPerSec: readPerSec, baselinePlainSelectPerSec: rawReadPerSec, ratio: ratio(readPerSec, rawReadPerSec) },

@@ -18,10 +18,17 @@ export type { CommandServiceConfig } from './config.ts';
 export * as domain from './domain/index.ts';
 export { signatureHeader as inboundSignatureHeader } from './ingest/signature.ts';
 
-/** MountService: registers the write-side routes as one encapsulated plugin (config from the environment). */
-export const mountCommandService: MountService = async (app, runtime) => {
-  await mountCommandServiceWith(app, runtime);
-};
+/**
+ * A MountService: registers the write-side routes as one encapsulated plugin. Configuration
+ * comes from the environment unless given; the all-in-one server passes its shared
+ * authenticator and guard.
+ */
+export async function mountCommandService(app: FastifyInstance, runtime: KeelRuntime, options: CommandServiceOptions = {}): Promise<void> {
+  await mountCommandServiceWith(app, runtime, options);
+}
+// Checked here so that a change of the MountService contract breaks the build, not the CLI.
+const _isMountService: MountService = mountCommandService;
+void _isMountService;
 
 export interface BuildAppOptions extends CommandServiceOptions {
   runtime: KeelRuntime;
@@ -36,6 +43,10 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     title: 'Keel command-service',
     description: 'The write side of Keel: tenants, access, integrations, batch ingest, inbound webhooks',
     bodyLimit: options.config?.bodyLimitBytes,
+    readinessChecks: {
+      database: async () => void (await options.runtime.pool.query('select 1')),
+      store: async () => void (await options.runtime.store.headPosition()),
+    },
     ...options.base,
   });
   await mountCommandServiceWith(app, options.runtime, options);

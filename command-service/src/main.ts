@@ -3,8 +3,7 @@
  * `tsx command-service/src/main.ts`, configured from the environment (shared-events config.ts
  * and command-service config.ts). The embedded profile runs it inside `keel dev` instead.
  */
-import * as shared from '@keel/shared-events';
-import { ConfigError, createSchemaRegistry, loadBaseConfig, type EventStore } from '@keel/shared-events';
+import { ConfigError, createSchemaRegistry, getEventStoreDBEventStore, loadBaseConfig, type EventStore } from '@keel/shared-events';
 import { pino } from 'pino';
 import { buildApp } from './index.ts';
 import { createServiceRuntime } from './runtime.ts';
@@ -14,15 +13,10 @@ async function main(): Promise<void> {
   if (config.profile === 'embedded')
     throw new ConfigError(['command-service runs on its own in the postgres, kafka and distributed profiles; use `npm start` (keel dev) for the embedded one']);
   const logger = pino({ level: config.logLevel, base: { service: 'command-service' } });
-  let store: EventStore | undefined;
-  if (config.profile === 'distributed') {
-    // Looked up at run time: the EventStoreDB adapter is optional in a build.
-    const make = (shared as Record<string, unknown>).getEventStoreDBEventStore as
-      | ((o: { connectionString: string; registry: unknown; logger: unknown }) => EventStore)
-      | undefined;
-    if (!make) throw new ConfigError(['the distributed profile needs the EventStoreDB adapter (getEventStoreDBEventStore), missing from @keel/shared-events']);
-    store = make({ connectionString: config.eventStoreDbUrl!, registry: createSchemaRegistry(), logger });
-  }
+  const store: EventStore | undefined =
+    config.profile === 'distributed'
+      ? getEventStoreDBEventStore({ connectionString: config.eventStoreDbUrl!, registry: createSchemaRegistry(), logger })
+      : undefined;
   const runtime = await createServiceRuntime({ config, databaseUrl: config.databaseUrl!, logger, store });
   const app = await buildApp({ runtime });
   const shutdown = async (signal: string) => {

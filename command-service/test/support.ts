@@ -22,7 +22,7 @@ export interface TestService {
   call(method: string, path: string, body?: unknown, headers?: Record<string, string>, key?: string): Promise<LightMyRequestResponse>;
   createTenant(name?: string): Promise<{ tenantId: string; apiKey: string; keyId: string }>;
   issueKey(tenantId: string, role: string, ownerKey: string): Promise<{ keyId: string; apiKey: string }>;
-  /** Every event of the log after `after` (the whole log by default). */
+  /** Every event of the log after `after` (the whole log by default), once all committed ones are visible. */
   events(after?: number): Promise<RecordedEvent[]>;
   head(): Promise<number>;
   /** A second app on the same database and keys: a restart. */
@@ -79,6 +79,22 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
       payload: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
     });
 
+  /**
+   * The store reads its global log gap-safely: an event is visible to readAll once every older
+   * transaction in the cluster has ended, which on a busy shared server takes a moment. Wait
+   * until the reader sees everything committed, then answer the head position.
+   */
+  async function settle(): Promise<number> {
+    const r = await runtime.pool.query<{ max: string | null }>('select max(global_position) as max from keel_events');
+    const committed = Number(r.rows[0]?.max ?? 0);
+    for (let i = 0; ; i++) {
+      const visible = await runtime.store.headPosition();
+      if (visible >= committed) return visible;
+      if (i > 500) throw new Error(`the store's head stays at ${visible}, below the committed ${committed}`);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  }
+
   const t: TestService = {
     app,
     runtime,
@@ -98,6 +114,7 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
       return r.json();
     },
     async events(after = 0) {
+      await settle();
       const out: RecordedEvent[] = [];
       let pos = after;
       for (;;) {
@@ -110,7 +127,7 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
       }
       return out;
     },
-    head: () => runtime.store.headPosition(),
+    head: settle,
     async restart() {
       return (await make()).app;
     },

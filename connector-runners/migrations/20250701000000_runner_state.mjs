@@ -45,6 +45,8 @@ export async function up(knex) {
       attempt integer not null default 0,
       -- attempt count when the delivery was last redriven: each redrive grants a fresh set of attempts
       attempts_base integer not null default 0,
+      -- a redrive that arrived while the last attempt's outcome was still being recorded
+      redrive_requested boolean not null default false,
       due_at timestamptz not null,
       lease_token uuid,
       last_status integer,

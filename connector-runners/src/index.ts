@@ -7,14 +7,18 @@ export type { RunnersHandle, StartRunnersOptions } from './start.ts';
 export { mountConnectorRunners, connectorRunnerMigrations } from './mount.ts';
 export type { MountOptions } from './mount.ts';
 export { loadRunnerConfig } from './config.ts';
+export { runnerMetrics } from './metrics.ts';
+export type { RunnerMetrics } from './metrics.ts';
 export type { RunnerConfig } from './config.ts';
 export { webhooksCli, webhooksRedrive, webhooksDead } from './cli/webhooks.ts';
+/** `keel webhooks redrive <args>` and `keel webhooks dead <args>` (args after the subcommand). */
+export { webhooksRedrive as webhooksRedriveCommand, webhooksDead as webhooksDeadCommand } from './cli/webhooks.ts';
 export type { CliCommand, Out } from './cli/webhooks.ts';
 
 // Building blocks, for receivers and tests.
 export { signatureHeader, computeSignature, verifySignature, SIGNATURE_HEADER } from './webhooks/signature.ts';
 export type { VerifyResult } from './webhooks/signature.ts';
-export { WEBHOOK_GROUP, deliveryStream, deliveryBody } from './webhooks/runner.ts';
+export { WEBHOOK_GROUP, webhookStream, deliveryBody } from './webhooks/runner.ts';
 export { FLOW_GROUP, runStream } from './flows/runner.ts';
 export { parseFlowDefinition } from './flows/definition.ts';
 export type { FlowDefinition, FlowStep, FlowTrigger } from './flows/definition.ts';

@@ -1,7 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
-import type { AccessGuard, KeelRuntime, MigrationSet } from '@keel/shared-events';
+import { createAccessGuard, type AccessGuard, type Authenticator, type KeelRuntime, type MigrationSet } from '@keel/shared-events';
 import { loadRunnerConfig } from './config.ts';
 import { createFlowLookup } from './flows/lookup.ts';
 import { runnerMetrics } from './metrics.ts';
@@ -18,8 +18,9 @@ export const connectorRunnerMigrations: MigrationSet[] = [
 ];
 
 export interface MountOptions {
-  /** Default: built from the runtime (API keys and JWTs, as every service authenticates). */
+  /** The host's guard (one per process). Default: one over `authenticator`, or built from the runtime. */
   guard?: AccessGuard;
+  authenticator?: Authenticator;
   openSecret?: SecretOpener;
   ssePollMs?: number;
 }
@@ -38,7 +39,9 @@ export async function mountConnectorRunners(app: FastifyInstance, runtime: KeelR
     await registerRunnerRoutes(scope, {
       store: runtime.store,
       pool: runtime.pool,
-      guard: options.guard ?? accessGuardFor(runtime),
+      guard:
+        options.guard ??
+        (options.authenticator ? createAccessGuard({ authenticator: options.authenticator, store: runtime.store, logger: runtime.logger }) : accessGuardFor(runtime)),
       logger: runtime.logger,
       dryRun: { store: runtime.store, lookup: createFlowLookup(runtime.pool), openSecret, defaultTimeoutMs: config.stepTimeoutMs },
       ...(options.ssePollMs !== undefined && { ssePollMs: options.ssePollMs }),

@@ -74,18 +74,36 @@ export function createLimiter(config: RunnerConfig): KeyedLimiter {
 export type GuardResult<T> = { ran: true; value: T } | { ran: false; retryAt: number; reason: 'circuit_open' | 'destination_busy' };
 
 /**
- * Calls a destination under its concurrency limit and circuit breaker. A busy destination gets a
- * short in-memory queue (a burst to one fast endpoint should not go back to the database); past it
- * the work is deferred, so a slow destination never holds the runner's capacity. The breaker is
+ * Calls a destination under its concurrency limit and circuit breaker. A busy destination gets an
+ * in-memory queue (a burst to one fast endpoint should not go back to the database); past it the
+ * work is deferred, so a slow destination never holds the runner's capacity. The breaker is
  * asked only once a slot is free, so work queued behind calls that opened the circuit is deferred
  * at once instead of being sent to a destination known to be down.
  */
 export function guardedCall(services: Pick<RunnerServices, 'breakers' | 'limiter' | 'config' | 'metrics'>) {
-  const maxWaiting = services.config.perDestination * 4;
+  const { config } = services;
+  // How long a queued call may wait must stay well inside the lease, or its work would be taken
+  // over while still queued. The queue a destination gets is sized from its observed latency
+  // (an EWMA; a destination not yet seen is assumed to take a second): a fast endpoint can
+  // queue up to the runner's whole in-flight capacity, a slow one a few rounds. Deferring work for
+  // a destination that is merely busy costs two database writes and buys nothing, so it is kept
+  // for destinations whose queue would outlast the lease.
+  const assumedMs = Math.min(1_000, Math.max(config.webhookTimeoutMs, config.stepTimeoutMs));
+  const latency = new Map<string, number>();
+  const maxWaiting = (destination: string): number => {
+    const ms = Math.max(1, latency.get(destination) ?? assumedMs);
+    const rounds = Math.max(2, Math.floor(config.leaseMs / 4 / ms));
+    return Math.min(Math.max(config.perDestination, config.maxInFlight), config.perDestination * rounds);
+  };
+  const observe = (destination: string, ms: number): void => {
+    const prev = latency.get(destination);
+    latency.set(destination, prev === undefined ? ms : prev * 0.8 + ms * 0.2);
+    if (latency.size > 50_000) latency.clear();
+  };
   return async <T>(destination: string, call: () => Promise<{ value: T; healthy: boolean }>): Promise<GuardResult<T>> => {
     let release = services.limiter.tryAcquire(destination);
     if (!release) {
-      if (services.limiter.waiting(destination) >= maxWaiting) {
+      if (services.limiter.waiting(destination) >= maxWaiting(destination)) {
         services.metrics.deferred.inc({ reason: 'destination_busy' });
         return { ran: false, retryAt: Date.now() + 250 + Math.floor(Math.random() * 250), reason: 'destination_busy' };
       }
@@ -99,12 +117,15 @@ export function guardedCall(services: Pick<RunnerServices, 'breakers' | 'limiter
         // Spread the waiting work over a short window so the probe is not followed by a stampede.
         return { ran: false, retryAt: permit.retryAt + Math.floor(Math.random() * 500), reason: 'circuit_open' };
       }
+      const started = performance.now();
       try {
         const { value, healthy } = await call();
+        observe(destination, performance.now() - started);
         if (healthy) breaker.success(Date.now(), permit);
         else breaker.failure(Date.now(), permit);
         return { ran: true, value };
       } catch (e) {
+        observe(destination, performance.now() - started);
         breaker.failure(Date.now(), permit);
         throw e;
       }

@@ -107,13 +107,13 @@ export async function startRunners(runtime: KeelRuntime, bus: EventBus, options:
       const webhooks = createWebhookRunner(svc);
       webhooks.start();
       handle.webhooks = webhooks;
-      consumers.push(await bus.consume({ group: WEBHOOK_GROUP, handler: resilient(WEBHOOK_GROUP, webhooks.intake, bus, logger, config.busMaxAttempts) }));
+      consumers.push(await bus.consume({ group: WEBHOOK_GROUP, maxBatchSize: 2000, handler: resilient(WEBHOOK_GROUP, webhooks.intake, bus, logger, config.busMaxAttempts) }));
     }
     if (which.has('flows')) {
       const flows = createFlowRunner(svc);
       flows.start();
       handle.flows = flows;
-      consumers.push(await bus.consume({ group: FLOW_GROUP, handler: resilient(FLOW_GROUP, flows.intake, bus, logger, config.busMaxAttempts) }));
+      consumers.push(await bus.consume({ group: FLOW_GROUP, maxBatchSize: 1000, handler: resilient(FLOW_GROUP, flows.intake, bus, logger, config.busMaxAttempts) }));
     }
   } catch (err) {
     await Promise.allSettled(consumers.map((c) => c.stop()));

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { freshDatabase } from '../../test/support.ts';
 import { parseCredentials, parseHttpConnectorConfig } from '../src/connectors/config.ts';
-import { applyAuth, buildHttpRequest } from '../src/connectors/http-request.ts';
+import { buildHttpRequest } from '../src/connectors/http-request.ts';
 import { createTokenCache, TokenError } from '../src/connectors/oauth2.ts';
 import { applyUpsert, buildUpsert, createSinkPools, SinkInputError, sinkRows } from '../src/connectors/postgres-sink.ts';
 import { parseFlowDefinition, type HttpStep, type PostgresStep } from '../src/flows/definition.ts';
@@ -165,6 +165,7 @@ describe('PostgreSQL sink against a real database', () => {
   beforeAll(async () => {
     url = await freshDatabase('sink');
     db = new pg.Pool({ connectionString: url, max: 2 });
+    db.on('error', () => undefined);
     await db.query(`create table contacts (id text primary key, name text, tags jsonb, score int, writes int not null default 0)`);
     // Counts every write the sink makes, so "no double write" is observable, not assumed.
     await db.query(`create table write_log (id text, op text)`);

@@ -8,7 +8,7 @@ import pg from 'pg';
 import { uuidv7, type EventBus } from '@keel/shared-events';
 import { freshDatabase } from '../../test/support.ts';
 import { deliveryIdOf, runIdOf, startRunners, type RunnersHandle } from '../src/index.ts';
-import { append, createTenant, eventsOfType, eventually, ingest, openSecretOf, postgresBus, registerWebhook, testConfig, world, type World } from './harness.ts';
+import { append, createTenant, eventsOfType, eventually, ingest, openSecretOf, postgresBusKind, registerWebhook, testConfig, world, type World } from './harness.ts';
 import { answer, startServer, type TestServer } from './servers.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -21,7 +21,7 @@ const MAIN = resolve(here, '../src/main.ts');
  */
 describe('crash recovery (a real runner process killed mid-work)', () => {
   let w: World;
-  let bus: EventBus | undefined;
+  let opened: { bus: EventBus; close(): Promise<void> } | undefined;
   let runners: RunnersHandle | undefined;
   const servers: TestServer[] = [];
 
@@ -31,8 +31,8 @@ describe('crash recovery (a real runner process killed mid-work)', () => {
   afterEach(async () => {
     await runners?.stop();
     runners = undefined;
-    await bus?.close();
-    bus = undefined;
+    await opened?.close();
+    opened = undefined;
     for (const s of servers.splice(0)) await s.close();
   });
   afterAll(async () => {
@@ -70,8 +70,8 @@ describe('crash recovery (a real runner process killed mid-work)', () => {
   }
 
   async function startInProcess(): Promise<void> {
-    bus = postgresBus(w);
-    runners = await startRunners(w.runtime, bus, { config: testConfig(), openSecret: openSecretOf(w) });
+    opened = await postgresBusKind.open(w);
+    runners = await startRunners(w.runtime, opened.bus, { config: testConfig(), openSecret: openSecretOf(w) });
     await runners.ready;
   }
 
@@ -103,6 +103,7 @@ describe('crash recovery (a real runner process killed mid-work)', () => {
     const tenant = await createTenant(w);
     const sinkUrl = await freshDatabase('crashsink');
     const sink = new pg.Pool({ connectionString: sinkUrl, max: 2 });
+    sink.on('error', () => undefined);
     try {
       await sink.query(`create table contacts (id text primary key, name text)`);
       await sink.query(`create table write_log (id text, op text)`);

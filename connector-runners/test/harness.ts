@@ -6,11 +6,13 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { pino } from 'pino';
+import { Registry } from 'prom-client';
 import {
   applyAuthEvents,
   authMigrations,
   busMigrations,
   canonicalHash,
+  createKafkaBus,
   createKeyring,
   createPostgresBus,
   createSchemaRegistry,
@@ -20,6 +22,7 @@ import {
   masterKeyId,
   newApiKey,
   runMigrations,
+  startRelay,
   storeMigrations,
   uuidv7,
   type EventBus,
@@ -51,6 +54,8 @@ export async function world(prefix = 'runners'): Promise<World> {
   const url = await freshDatabase(prefix);
   await runMigrations(url, [storeMigrations, busMigrations, authMigrations, ...connectorRunnerMigrations]);
   const pool = new pg.Pool({ connectionString: url, max: 20 });
+  // The suite's database is dropped (with force) at the end: a connection still closing must not crash the run.
+  pool.on('error', () => undefined);
   const registry = createSchemaRegistry();
   const store = getPostgreSQLEventStore({ connectionString: url, registry });
   const master = randomBytes(32);
@@ -80,8 +85,45 @@ export async function world(prefix = 'runners'): Promise<World> {
   };
 }
 
-export function postgresBus(w: World): EventBus {
-  return createPostgresBus({ store: w.store, pool: w.pool, logger: testLogger, pollIntervalMs: 10, leaseTtlMs: 2_000 });
+/** How a suite gets its bus: the PostgreSQL log, or Kafka behind a relay. */
+export interface BusKind {
+  name: 'postgres' | 'kafka';
+  /** A bus over the world's store; `close` also stops what feeds it. */
+  open(w: World): Promise<{ bus: EventBus; close(): Promise<void> }>;
+}
+
+export const postgresBusKind: BusKind = {
+  name: 'postgres',
+  open: async (w) => {
+    const bus = createPostgresBus({ store: w.store, pool: w.pool, logger: testLogger, pollIntervalMs: 10, leaseTtlMs: 2_000 });
+    return { bus, close: () => bus.close() };
+  },
+};
+
+/** Kafka: one topic per world, fed by the real relay from the world's store. */
+export function kafkaBusKind(brokers: string[]): BusKind {
+  const topics = new Map<World, string>();
+  return {
+    name: 'kafka',
+    open: async (w) => {
+      let topic = topics.get(w);
+      if (!topic) {
+        topic = `keel.test.runners.${Date.now().toString(36)}.${randomBytes(3).toString('hex')}`;
+        topics.set(w, topic);
+      }
+      const bus = createKafkaBus({ brokers, topic, deadLetterTopic: `${topic}.dlq`, logger: testLogger, sessionTimeoutMs: 6_000 });
+      await bus.ensureTopics();
+      const relay = startRelay({ store: w.store, pool: w.pool, brokers, topic, logger: testLogger, registry: new Registry(), pollIntervalMs: 5, leaseTtlMs: 3_000 });
+      await relay.activated;
+      return {
+        bus,
+        close: async () => {
+          await bus.close();
+          await relay.stop();
+        },
+      };
+    },
+  };
 }
 
 /** Small delays so retries and breakers play out in a test's time. */

@@ -5,8 +5,8 @@ import pg from 'pg';
 import { createBaseApp, uuidv7, type EventBus } from '@keel/shared-events';
 import { freshDatabase } from '../../test/support.ts';
 import { mountConnectorRunners, runIdOf, startRunners, type RunnersHandle } from '../src/index.ts';
-import { apiKey, append, createTenant, eventually, ingest, openSecretOf, postgresBus, testConfig, world, type World } from './harness.ts';
-import { answer, startServer, type TestServer } from './servers.ts';
+import { apiKey, append, createTenant, eventually, ingest, openSecretOf, postgresBusKind, testConfig, world, type World } from './harness.ts';
+import { startServer, type TestServer } from './servers.ts';
 
 /**
  * The runners' routes through a real app (createBaseApp + mountConnectorRunners): the live run log
@@ -14,7 +14,7 @@ import { answer, startServer, type TestServer } from './servers.ts';
  */
 describe('run log (SSE) and dry-run routes', () => {
   let w: World;
-  let bus: EventBus;
+  let opened: { bus: EventBus; close(): Promise<void> } | undefined;
   let runners: RunnersHandle;
   let app: FastifyInstance;
   let base: string;
@@ -32,6 +32,7 @@ describe('run log (SSE) and dry-run routes', () => {
     w = await world('routes');
     sinkUrl = await freshDatabase('routesink');
     sink = new pg.Pool({ connectionString: sinkUrl, max: 2 });
+    sink.on('error', () => undefined);
     await sink.query('create table items (id text primary key, label text)');
     // The API answers once the test says so: the run is visibly in progress meanwhile.
     api = await startServer((_req, res) => {
@@ -81,8 +82,8 @@ describe('run log (SSE) and dry-run routes', () => {
       },
       { type: 'FlowEnabled', tenantId: tenant, data: { flowId } },
     ]);
-    bus = postgresBus(w);
-    runners = await startRunners(w.runtime, bus, { config: testConfig(), openSecret: openSecretOf(w), runners: ['flows'] });
+    opened = await postgresBusKind.open(w);
+    runners = await startRunners(w.runtime, opened.bus, { config: testConfig(), openSecret: openSecretOf(w), runners: ['flows'] });
     await runners.ready;
     app = await createBaseApp({ logLevel: 'silent', defaultMetrics: false });
     await mountConnectorRunners(app, w.runtime, { openSecret: openSecretOf(w), ssePollMs: 20 });
@@ -92,7 +93,7 @@ describe('run log (SSE) and dry-run routes', () => {
   afterAll(async () => {
     await app?.close();
     await runners?.stop();
-    await bus?.close();
+    await opened?.close();
     await api?.close();
     await sink?.end();
     await w?.close();

@@ -3,8 +3,10 @@ import type { FastifyInstance } from 'fastify';
 import { createPostgresBus, streamName } from '@keel/shared-events';
 import type { EventBus } from '@keel/shared-events';
 import { startProjectors } from '../src/index.ts';
+import { AUDIT_COLUMNS, mapAuditRow } from '../src/audit/query.ts';
+import { CSV_HEADER, toCsvLine, toNdjsonLine } from '../src/audit/row.ts';
 import type { ProjectorsHandle } from '../src/index.ts';
-import { ADMIN_KEY, auth, createTenant, ingest, integrationActivity, testApp, testEnv, testLogger, waitForProjection } from './support.ts';
+import { ADMIN_KEY, auth, createTenant, ingest, integrationActivity, record, testApp, testEnv, testLogger, waitForProjection } from './support.ts';
 import type { TestEnv, TestTenant } from './support.ts';
 
 interface Item {
@@ -38,6 +40,10 @@ describe('read-side HTTP API', () => {
     await ingest(env, t.tenantId, 120);
     await integrationActivity(env, t.tenantId);
     await ingest(env, other.tenantId, 30);
+    // Text that export formatting must get exactly right.
+    await env.store.appendToStream(streamName('record', t.tenantId, 'tricky-1'), [
+      record(t.tenantId, 'tricky', '1', { q: 'say "hi", then\nnew line\r\n\ttab \\ back', ctl: '\u0001\u001f\u007f', uni: 'zürich 東京 😀 \u2028', comma: 'a,b' }, 'corr,"quoted"'),
+    ]);
     bus = createPostgresBus({ store: env.store, pool: env.pool, logger: testLogger, pollIntervalMs: 10 });
     projectors = await startProjectors(env.runtime, bus, { config: env.config });
     await waitForProjection(env, 'audit');
@@ -112,6 +118,37 @@ describe('read-side HTTP API', () => {
       expect(rows).toHaveLength(2);
       expect(rows[1]).toContain('FlowRunFailed');
       expect(rows[1]).toContain('"{""error"":""gave up"",""runId"":""r2""}"');
+    });
+
+    it('formats export lines exactly as the row formatters do (NDJSON and CSV)', async () => {
+      const rows = (await env.pool.query(`select ${AUDIT_COLUMNS} from audit_events where tenant_id = $1 order by global_position desc`, [t.tenantId])).rows.map(mapAuditRow);
+      const nd = await get(`${base()}/audit/export`);
+      expect(nd.body).toBe(rows.map(toNdjsonLine).join(''));
+      const csv = await get(`${base()}/audit/export?format=csv`);
+      expect(csv.body).toBe(CSV_HEADER + rows.map(toCsvLine).join(''));
+      expect(nd.body).toContain('"correlationId":"corr,\\"quoted\\""');
+    });
+
+    it('pages a time window newest first by recorded time, with cursors', async () => {
+      all = (await get(`${base()}/audit?limit=1000`)).json().items;
+      const times = [...new Set(all.map((i) => i.recordedAt))].sort();
+      const from = times[1]!;
+      const to = times[times.length - 1]!;
+      const expected = all
+        .filter((i) => i.recordedAt >= from && i.recordedAt < to)
+        .sort((x, y) => (x.recordedAt === y.recordedAt ? y.position - x.position : x.recordedAt < y.recordedAt ? 1 : -1))
+        .map((i) => i.position);
+      expect(expected.length).toBeGreaterThan(3);
+      const seen: number[] = [];
+      let cursor: string | null = null;
+      do {
+        const body = (await get(`${base()}/audit?limit=3&from=${from}&to=${to}${cursor ? `&cursor=${cursor}` : ''}`)).json() as { items: Item[]; nextCursor: string | null };
+        seen.push(...body.items.map((i) => i.position));
+        cursor = body.nextCursor;
+      } while (cursor);
+      expect(seen).toEqual(expected);
+      const exported = (await get(`${base()}/audit/export?from=${from}&to=${to}`)).body.trim().split('\n').map((l) => (JSON.parse(l) as Item).position);
+      expect(exported).toEqual(expected);
     });
 
     const bad: [string, string][] = [

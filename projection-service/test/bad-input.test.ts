@@ -72,7 +72,7 @@ describe('audit query parameters', () => {
     ['malformed cursor: not JSON', { cursor: Buffer.from('hello').toString('base64url') }, 'cursor'],
     ['malformed cursor: wrong shape', { cursor: Buffer.from('{"k":["x"],"f":"y"}').toString('base64url') }, 'cursor'],
     ['malformed cursor: huge', { cursor: 'A'.repeat(5000) }, 'cursor'],
-    ['cursor of other filters', { cursor: nextAuditCursor(10, filterFingerprint('audit', { types: ['X'] })) }, 'cursor'],
+    ['cursor of other filters', { cursor: nextAuditCursor({ position: 10 }, filterFingerprint('audit', { types: ['X'] })) }, 'cursor'],
     ...injection.flatMap((text): [string, Record<string, unknown>, string][] => [
       [`injection in actor: ${text}`, { actor: text }, 'actor'],
       [`injection in type: ${text}`, { type: text }, 'type'],
@@ -90,10 +90,15 @@ describe('audit query parameters', () => {
 
   it('keeps a cursor working with the same filters (stable across pages)', () => {
     const first = parseAuditPage({ type: 'RoleGranted', actor: 'u1' }, ctx);
-    const cursor = nextAuditCursor(1234, first.fingerprint);
+    const cursor = nextAuditCursor({ position: 1234 }, first.fingerprint);
     // Same filters in another order of parameters and types: same fingerprint.
     const second = parseAuditPage({ actor: 'u1', type: 'RoleGranted', cursor }, ctx);
-    expect(second.before).toBe(1234);
+    expect(second.before).toEqual({ position: 1234 });
+    // With a time window the order (and the cursor) is (recordedAt, position).
+    const windowed = parseAuditPage({ from: '2025-01-01' }, ctx);
+    const c2 = nextAuditCursor({ recordedAt: 1735700000000, position: 77 }, windowed.fingerprint);
+    expect(parseAuditPage({ from: '2025-01-01', cursor: c2 }, ctx).before).toEqual({ recordedAt: 1735700000000, position: 77 });
+    expect(fieldOf(() => parseAuditPage({ from: '2025-01-01', cursor: nextAuditCursor({ position: 77 }, windowed.fingerprint) }, ctx))).toBe('cursor');
   });
 
   it('export takes a format and the same filters, but no paging', () => {

@@ -21,3 +21,5 @@ export { createBaseApp, getOrCreateHistogram, getOrCreateCounter } from './http/
 export type { BaseAppOptions, ReadinessCheck, ReadinessRegistry } from './http/app.ts';
 export { getPostgreSQLEventStore, storeMigrations } from './store/postgres/index.ts';
 export type { PostgreSQLEventStoreOptions } from './store/postgres/index.ts';
+export { getEventStoreDBEventStore } from './store/eventstoredb/index.ts';
+export type { EventStoreDBEventStoreOptions } from './store/eventstoredb/index.ts';

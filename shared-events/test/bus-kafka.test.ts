@@ -149,12 +149,12 @@ describeWithServer('kafka', 'Kafka bus (real broker)', kafkaBrokers(), kafkaSkip
       const first = spawnFixture('projector-child', { ...env, SLOW_MS: '300' });
       await first.waitFor((m) => 'ready' in m);
       // Kill it inside the transaction of its fourth batch (it sleeps 300 ms after writing, before committing).
-      let applying = 0;
-      await first.waitFor((m) => 'applying' in m && ++applying >= 4);
+      await first.waitFor((m) => 'applying' in m && first.messages.filter((x) => 'applying' in x).length >= 4);
       await first.kill('SIGKILL');
-      const atKill = await appliedCount(db.pool, group, 'kk');
+      // The topic also holds earlier tests' events; the member applies them all, kk's come last.
+      const atKill = await appliedCount(db.pool, group);
       expect(atKill).toBeGreaterThan(0); // three batches committed before the kill
-      expect(atKill).toBeLessThan(600);
+      expect(await appliedCount(db.pool, group, 'kk')).toBeLessThan(600);
 
       const second = spawnFixture('projector-child', env);
       try {
@@ -164,8 +164,8 @@ describeWithServer('kafka', 'Kafka bus (real broker)', kafkaBrokers(), kafkaSkip
       } finally {
         await second.kill('SIGTERM');
       }
-      const report = await appliedReport(db.pool, group, 'kk');
-      expect(report.total).toBe(600);
+      expect((await appliedReport(db.pool, group, 'kk')).total).toBe(600);
+      const report = await appliedReport(db.pool, group); // every tenant this member applied
       expect(report.doubled).toBe(0);
       expect(report.outOfOrder).toEqual([]);
       // The killed batch was in flight: what the second member applied overlaps what the first had fetched.

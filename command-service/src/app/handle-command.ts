@@ -38,6 +38,11 @@ export interface CommandRequest<C extends Command, E extends Event, S> {
   ifMatch?: number;
   /** Event ids to use, by index (Idempotency-Key replays); default: new UUIDv7s. */
   eventIdFor?: (index: number) => string;
+  /**
+   * Checks that must pass before deciding (e.g. the tenant is active), already started: they
+   * run alongside the first stream read instead of before it.
+   */
+  checks?: Promise<unknown>[];
 }
 
 export interface CommandResult<S> {
@@ -75,7 +80,7 @@ export async function handleCommand<C extends Command, E extends Event, S>(
 async function run<C extends Command, E extends Event, S>(ctx: CommandContext, req: CommandRequest<C, E, S>): Promise<CommandResult<S>> {
   const { decider } = req;
   for (let attempt = 0; ; attempt++) {
-    const recorded = await ctx.store.readStream(req.streamId);
+    const [recorded] = await Promise.all([ctx.store.readStream(req.streamId), ...(attempt === 0 ? (req.checks ?? []) : [])]);
     const state = recorded.reduce<S>((s, e) => decider.evolve(s, e as unknown as E), decider.initialState());
     const last = recorded[recorded.length - 1];
     const revision = last ? last.streamPosition : -1;
@@ -124,6 +129,17 @@ export async function loadWritableTenant(store: EventStore, tenantId: string): P
   const state = events.reduce<TenantState>((s, e) => tenantDecider.evolve(s, e as never), tenantDecider.initialState());
   assertTenantWritable(state);
   return state;
+}
+
+/**
+ * `loadWritableTenant`, started now and awaited later (pass it in `checks`): a refusal is
+ * observed even when the request fails earlier for another reason, so it is never an
+ * unhandled rejection.
+ */
+export function tenantGate(store: EventStore, tenantId: string): Promise<TenantState> {
+  const p = loadWritableTenant(store, tenantId);
+  p.catch(() => undefined);
+  return p;
 }
 
 /** `If-Match: 3`, `"3"` or `W/"3"` → 3; absent → undefined; anything else → 400. */

@@ -137,14 +137,11 @@ export async function mountCommandServiceWith(app: FastifyInstance, runtime: Kee
   });
 
   const projection = options.authProjection === false ? undefined : await startAuthProjection({ store: runtime.store, pool: runtime.pool, logger: runtime.logger });
-  if (app.hasDecorator('readiness')) {
-    app.readiness.add('postgres', async () => void (await runtime.pool.query('select 1')));
-    app.readiness.add('event-store', async () => void (await runtime.store.headPosition()));
-    if (projection)
-      app.readiness.add('auth-projection', () => {
-        if (!projection.isCaughtUp()) throw new Error('catching up with the log');
-      });
-  }
+  // The process that built the app checks the database and the store; this adds what is ours.
+  if (projection && app.hasDecorator('readiness'))
+    app.readiness.add('auth-projection', () => {
+      if (!projection.isCaughtUp()) throw new Error('catching up with the log');
+    });
   const purge = setInterval(() => {
     svc.idempotency.purge().catch((err) => runtime.logger.warn({ err }, 'idempotency purge failed'));
   }, 3600_000);

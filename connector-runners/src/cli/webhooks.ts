@@ -1,5 +1,5 @@
 import { uuidv7, type KeelRuntime, type NewEvent } from '@keel/shared-events';
-import { deliveryStream } from '../webhooks/runner.ts';
+import { webhookStream } from '../webhooks/runner.ts';
 
 /**
  * `keel webhooks <command>`: operator tools for outbound webhook deliveries.
@@ -145,7 +145,7 @@ export const webhooksRedrive: CliCommand = async (runtime, args, out) => {
       correlationId,
       data: { webhookId: r.webhook_id, deliveryId: r.delivery_id },
     };
-    return { streamId: deliveryStream(p.tenant!, r.webhook_id, r.delivery_id), events: [e] };
+    return { streamId: webhookStream(p.tenant!, r.webhook_id), events: [e] };
   });
   for (let i = 0; i < appends.length; i += 1000) await runtime.store.appendBatch(appends.slice(i, i + 1000));
   out.write(`redriven ${rows.length} deliver${rows.length === 1 ? 'y' : 'ies'} (correlation ${correlationId})\n`);

@@ -139,7 +139,7 @@ async function httpStep(step: HttpStep, input: Json, ctx: StepContext, deps: Ste
   const destination = `${ctx.tenantId}|${new URL(req.url).origin}`;
   const guarded = await deps.guard(destination, async () => {
     const res = await deps.destinations.http(req);
-    return { value: res, healthy: res.kind === 'response' && !(res.status >= 500 || res.status === 429) };
+    return { value: res, healthy: res.kind === 'response' && !(res.status >= 500 || res.status === 429 || res.status === 408) };
   });
   if (!guarded.ran) return { kind: 'deferred', retryAt: guarded.retryAt, reason: guarded.reason };
   const res = guarded.value;

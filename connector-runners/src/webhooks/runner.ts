@@ -30,9 +30,13 @@ export const WEBHOOK_GROUP = 'runner-webhooks';
 const NEVER_DELIVERED = new Set(['WebhookDeliverySucceeded', 'WebhookDeliveryFailed', 'WebhookDeliveryDeadLettered', 'WebhookDeliveryRedriven']);
 const ACTOR = { kind: 'system' as const, id: WEBHOOK_GROUP };
 
-/** Each delivery's attempts and outcome are one stream: `webhook-<tenant>-<webhookId>-<deliveryId>`. */
-export function deliveryStream(tenantId: string, webhookId: string, deliveryId: string): string {
-  return streamName('webhook', tenantId, `${webhookId}-${deliveryId}`);
+/**
+ * Delivery outcomes go to the endpoint's own stream, `webhook-<tenant>-<webhookId>`, beside its
+ * registration: the write side folds that stream to check that a redrive names dead-lettered
+ * deliveries, and the stream's history is the endpoint's delivery log.
+ */
+export function webhookStream(tenantId: string, webhookId: string): string {
+  return streamName('webhook', tenantId, webhookId);
 }
 
 /** Fields that hold secrets (even encrypted, or hashed) never leave in a delivery. */
@@ -129,11 +133,15 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
 
   // ------------------------------------------------------------------------------------ intake
   async function intake(batch: BusBatch): Promise<BatchAck | void> {
+    const touchesState = batch.events.some(
+      (e) => (TENANT_EVENTS as readonly string[]).includes(e.type) || (ENDPOINT_EVENTS as readonly string[]).includes(e.type) || e.type === 'WebhookDeliveryRedriven',
+    );
     const client = await pool.connect();
     let created: DeliveryRow[] = [];
     let redriven = 0;
     try {
-      await client.query('begin');
+      // Most batches only make deliveries: one statement, no transaction around it.
+      if (touchesState) await client.query('begin');
       const fresh: { e: RecordedEvent; webhookIds: string[] }[] = [];
       let segment: RecordedEvent[] = [];
       // Endpoint changes apply in log order: an event only goes to the endpoints that existed when it was recorded.
@@ -155,9 +163,9 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
       }
       await flushSegment();
       created = await insertDeliveries(client, fresh);
-      await client.query('commit');
+      if (touchesState) await client.query('commit');
     } catch (err) {
-      await client.query('rollback').catch(() => undefined);
+      if (touchesState) await client.query('rollback').catch(() => undefined);
       throw err;
     } finally {
       client.release();
@@ -185,35 +193,47 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
   }
 
   async function insertDeliveries(q: pg.PoolClient, fresh: { e: RecordedEvent; webhookIds: string[] }[]): Promise<DeliveryRow[]> {
-    const cols: unknown[][] = [[], [], [], [], [], [], [], []];
+    const rows: Record<string, unknown>[] = [];
+    const bodies = new Map<string, string>();
     for (const { e, webhookIds } of fresh) {
       const body = deliveryBody(e);
       for (const w of webhookIds) {
-        const values = [deliveryIdOf(w, e.eventId, e.recordedAt), e.tenantId, w, e.eventId, e.type, e.recordedAt, e.correlationId ?? null, body];
-        values.forEach((v, i) => cols[i]!.push(v));
+        const id = deliveryIdOf(w, e.eventId, e.recordedAt);
+        bodies.set(id, body);
+        rows.push({ delivery_id: id, tenant_id: e.tenantId, webhook_id: w, event_id: e.eventId, event_type: e.type, event_recorded_at: e.recordedAt, correlation_id: e.correlationId ?? null, body });
       }
     }
-    if (!cols[0]!.length) return [];
+    if (!rows.length) return [];
     // Past the in-flight cap new rows wait for the dispatcher's poll instead of being held in memory.
     const hold = !stopping && held.size < config.maxInFlight;
     const token = hold ? randomUUID() : null;
-    const { rows } = await q.query<DeliveryRow>(
+    // One JSON parameter instead of eight arrays: JSON.stringify is native, pg's array escaping is not.
+    const { rows: inserted } = await q.query<Omit<DeliveryRow, 'body'>>(
       `insert into keel_runner_deliveries (delivery_id, tenant_id, webhook_id, event_id, event_type, event_recorded_at, correlation_id, body, state, due_at, lease_token)
-       select x.*, $9, case when $10::uuid is null then now() else now() + $11::interval end, $10::uuid
-         from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[]) as x
+       select x.*, $2, case when $3::uuid is null then now() else now() + $4::interval end, $3::uuid
+         from json_to_recordset($1::json) as x(delivery_id uuid, tenant_id text, webhook_id text, event_id text, event_type text, event_recorded_at timestamptz, correlation_id text, body text)
        on conflict (delivery_id) do nothing
-       returning ${RETURNING}`,
-      [...cols, hold ? 'in_flight' : 'pending', token, leaseInterval],
+       returning ${RETURNING.replace('body, ', '')}`,
+      [JSON.stringify(rows), hold ? 'in_flight' : 'pending', token, leaseInterval],
     );
-    return rows;
+    return inserted.map((r) => ({ ...r, body: bodies.get(r.delivery_id)! }));
   }
 
   async function redrive(q: pg.PoolClient, e: RecordedEvent): Promise<number> {
     const d = e.data as { deliveryId?: unknown; webhookId?: unknown };
     if (typeof d.deliveryId !== 'string') return 0;
+    // A dead delivery goes back on the schedule with a fresh set of attempts. One whose last attempt
+    // is still being recorded (the dead letter is appended before the row says so) is flagged, and
+    // recording the dead letter then puts it back instead.
     const r = await q.query(
-      `update keel_runner_deliveries set state = 'pending', due_at = now(), attempts_base = attempt, lease_token = null, updated_at = now()
-        where delivery_id = $1::uuid and tenant_id = $2 and state = 'dead'`,
+      `update keel_runner_deliveries set
+         state = case when state = 'dead' then 'pending' else state end,
+         due_at = case when state = 'dead' then now() else due_at end,
+         attempts_base = case when state = 'dead' then attempt else attempts_base end,
+         lease_token = case when state = 'dead' then null else lease_token end,
+         redrive_requested = (state = 'in_flight'),
+         updated_at = now()
+        where delivery_id = $1::uuid and tenant_id = $2 and state in ('dead', 'in_flight')`,
       [d.deliveryId, e.tenantId],
     ).catch((err: { code?: string }) => {
       if (err.code === '22P02') return { rowCount: 0 }; // not a uuid: no such delivery
@@ -394,28 +414,37 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
   }
 
   // ------------------------------------------------------------------------------------ record
+  const appendOutcomes = (appends: StreamAppend[]) => appendOutcomesWith(store, appends);
   const committer = groupCommitter<Outcome>(async (outcomes) => {
     const appends: StreamAppend[] = outcomes
       .filter((o) => o.events.length)
-      .map((o) => ({ streamId: deliveryStream(o.row.tenant_id, o.row.webhook_id, o.row.delivery_id), events: o.events }));
-    if (appends.length) await withRetry(() => store.appendBatch(appends), 3);
-    const tokens = outcomes.map((o) => held.get(o.row.delivery_id) ?? o.row.lease_token);
+      .map((o) => ({ streamId: webhookStream(o.row.tenant_id, o.row.webhook_id), events: o.events }));
+    if (appends.length) await withRetry(() => appendOutcomes(appends), 3);
+    const rows = outcomes.map((o) => ({
+      id: o.row.delivery_id,
+      token: held.get(o.row.delivery_id) ?? o.row.lease_token,
+      state: o.state,
+      attempt: o.attempt,
+      due_at: o.dueAt ?? null,
+      status: o.status ?? null,
+      error: o.error ?? null,
+    }));
+    // A lost row update (database crash within the async-commit window) only means the delivery is
+    // attempted again with the same Idempotency-Key: what must not be lost, the outcome event, is
+    // already durably appended. So this write skips waiting for the WAL flush.
     await withRetry(
       () =>
         pool.query(
-          `update keel_runner_deliveries d set state = x.state, attempt = x.attempt, due_at = coalesce(x.due_at, d.due_at),
+          `update keel_runner_deliveries d set
+             state = case when x.state = 'dead' and d.redrive_requested then 'pending' else x.state end,
+             attempt = x.attempt,
+             attempts_base = case when x.state = 'dead' and d.redrive_requested then x.attempt else d.attempts_base end,
+             due_at = case when x.state = 'dead' and d.redrive_requested then now() else coalesce(x.due_at, d.due_at) end,
+             redrive_requested = false,
              last_status = coalesce(x.status, d.last_status), last_error = x.error, lease_token = null, updated_at = now()
-            from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[], $6::int[], $7::text[]) as x(id, token, state, attempt, due_at, status, error)
-           where d.delivery_id = x.id and d.lease_token = x.token`,
-          [
-            outcomes.map((o) => o.row.delivery_id),
-            tokens,
-            outcomes.map((o) => o.state),
-            outcomes.map((o) => o.attempt),
-            outcomes.map((o) => o.dueAt ?? null),
-            outcomes.map((o) => o.status ?? null),
-            outcomes.map((o) => o.error ?? null),
-          ],
+            from json_to_recordset($1::json) as x(id uuid, token uuid, state text, attempt int, due_at timestamptz, status int, error text)
+           where d.delivery_id = x.id and d.lease_token = x.token and (select set_config('synchronous_commit', 'off', true)) = 'off'`,
+          [JSON.stringify(rows)],
         ),
       3,
     );
@@ -468,6 +497,23 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
       await committer.drain();
     },
   };
+}
+
+/**
+ * One call for the whole group. The events' ids are derived from (delivery, attempt, outcome), so
+ * an outcome recorded before a crash is recorded again with the same ids; the store accepts a
+ * stream part that is all new or an exact retry, not a mix, and a group mixes deliveries of one
+ * endpoint. So when the group is refused for holding already-stored ids, each delivery's events
+ * go alone: the stored ones are then exact retries (stored once), the others new.
+ */
+export async function appendOutcomesWith(store: RunnerServices['store'], appends: StreamAppend[]): Promise<void> {
+  try {
+    await store.appendBatch(appends);
+  } catch (err) {
+    const e = err as { code?: string; field?: string };
+    if (e.code !== 'VALIDATION_FAILED' || e.field !== 'eventId' || appends.length === 1) throw err;
+    for (const a of appends) await store.appendToStream(a.streamId, a.events);
+  }
 }
 
 async function withRetry<T>(fn: () => Promise<T>, tries: number): Promise<T> {

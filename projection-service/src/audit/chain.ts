@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import type { AuditEntry, AuditRow } from './row.ts';
 
 /**
@@ -44,12 +44,12 @@ export function canonicalEntry(entry: AuditEntry): string {
     `,"correlationId":${j(entry.correlationId)}` +
     `,"data":${entry.payload}` +
     `,"eventId":${j(entry.eventId)}` +
-    `,"globalPosition":${j(entry.globalPosition)}` +
-    `,"occurredAt":${j(entry.occurredAt.toISOString())}` +
-    `,"recordedAt":${j(entry.recordedAt.toISOString())}` +
-    `,"schemaVersion":${j(entry.schemaVersion)}` +
+    `,"globalPosition":${entry.globalPosition}` +
+    `,"occurredAt":"${entry.occurredAt.toISOString()}"` +
+    `,"recordedAt":"${entry.recordedAt.toISOString()}"` +
+    `,"schemaVersion":${entry.schemaVersion}` +
     `,"streamId":${j(entry.streamId)}` +
-    `,"streamPosition":${j(entry.streamPosition)}` +
+    `,"streamPosition":${entry.streamPosition}` +
     `,"tenantId":${j(entry.tenantId)}` +
     `,"type":${j(entry.type)}` +
     `,"v":1}`
@@ -57,7 +57,8 @@ export function canonicalEntry(entry: AuditEntry): string {
 }
 
 export function linkHash(previous: Buffer, entry: AuditEntry): Buffer {
-  return createHash('sha256').update(previous).update(canonicalEntry(entry), 'utf8').digest();
+  // One-shot crypto.hash over one buffer: a third of the cost of a createHash object per row.
+  return hash('sha256', Buffer.concat([previous, Buffer.from(canonicalEntry(entry), 'utf8')]), 'buffer');
 }
 
 /**
@@ -69,7 +70,26 @@ export function appendToChain(head: ChainHead, entry: AuditEntry): { head: Chain
   if (entry.tenantId !== head.tenantId) throw new Error(`entry of tenant ${entry.tenantId} on chain of ${head.tenantId}`);
   if (entry.globalPosition <= head.position) return { head };
   const hash = linkHash(head.hash, entry);
-  const row: AuditRow = { ...entry, chainSeq: head.seq + 1, hash };
+  // Spelled out rather than spread: this runs for every event of a rebuild.
+  const row: AuditRow = {
+    tenantId: entry.tenantId,
+    globalPosition: entry.globalPosition,
+    streamId: entry.streamId,
+    streamPosition: entry.streamPosition,
+    eventId: entry.eventId,
+    type: entry.type,
+    schemaVersion: entry.schemaVersion,
+    actorKind: entry.actorKind,
+    actorId: entry.actorId,
+    subject: entry.subject,
+    occurredAt: entry.occurredAt,
+    recordedAt: entry.recordedAt,
+    correlationId: entry.correlationId,
+    causationId: entry.causationId,
+    payload: entry.payload,
+    chainSeq: head.seq + 1,
+    hash,
+  };
   return { row, head: { tenantId: head.tenantId, seq: row.chainSeq, hash, position: entry.globalPosition } };
 }
 

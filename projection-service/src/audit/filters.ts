@@ -22,11 +22,29 @@ export interface AuditFilters {
   correlationId?: string;
 }
 
+/**
+ * Where a page starts: strictly after this key in the page order. Without a time filter the
+ * order is global position, newest first; with from/to it is (recordedAt, position), newest first,
+ * which the (tenant_id, recorded_at, global_position) index serves in one range scan however deep
+ * in history the window lies.
+ */
+export interface AuditKey {
+  position: number;
+  /** Epoch ms; set when the order is by time. */
+  recordedAt?: number;
+}
+
+export type AuditOrder = 'position' | 'time';
+
+export function auditOrder(filters: AuditFilters): AuditOrder {
+  return filters.from || filters.to ? 'time' : 'position';
+}
+
 export interface AuditPageQuery {
   filters: AuditFilters;
   limit: number;
-  /** Items strictly older (lower global position) than this. */
-  before?: number;
+  /** Items strictly after this key in the page order. */
+  before?: AuditKey;
   minPosition?: number;
   fingerprint: string;
 }
@@ -73,7 +91,8 @@ export function parseAuditFilters(query: Query, ctx: ParseContext): AuditFilters
   const streamId = single(query, 'streamId');
   if (streamId !== undefined) {
     const name = parseStreamName(streamId);
-    if (streamId.length > 400 || /[\s\u0000-\u001f'"`\\;<>]/.test(streamId) || !name || !/^[a-z][a-z0-9_]*$/.test(name.category)) {
+    // No whitespace or control characters, and none of the characters that only show up in injection attempts.
+    if (streamId.length > 400 || /[\p{Cc}\s'"`\\;<>]/u.test(streamId) || !name || !/^[a-z][a-z0-9_]*$/.test(name.category)) {
       throw new ValidationError('streamId must be a stream id {category}-{tenantId}-{id}', 'streamId');
     }
     if (name.tenantId !== ctx.tenantId) throw new ValidationError('streamId names a stream of another tenant', 'streamId');
@@ -98,7 +117,15 @@ export function parseAuditPage(query: Query, ctx: ParseContext): AuditPageQuery 
   const filters = parseAuditFilters(query, ctx);
   const fingerprint = fingerprintOf(filters);
   const cursor = single(query, 'cursor');
-  const before = cursor === undefined ? undefined : (decodeCursor(cursor, fingerprint, ['int'])[0] as number);
+  let before: AuditKey | undefined;
+  if (cursor !== undefined) {
+    if (auditOrder(filters) === 'time') {
+      const [recordedAt, position] = decodeCursor(cursor, fingerprint, ['int', 'int']) as [number, number];
+      before = { recordedAt, position };
+    } else {
+      before = { position: decodeCursor(cursor, fingerprint, ['int'])[0] as number };
+    }
+  }
   return {
     filters,
     limit: limit(query, AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX),
@@ -123,6 +150,6 @@ export function parseAuditExport(query: Query, ctx: ParseContext): AuditExportQu
   return { filters: parseAuditFilters(query, ctx), format, minPosition: nonNegativeInt(query, 'minPosition') };
 }
 
-export function nextAuditCursor(lastPosition: number, fingerprint: string): string {
-  return encodeCursor([lastPosition], fingerprint);
+export function nextAuditCursor(last: AuditKey, fingerprint: string): string {
+  return encodeCursor(last.recordedAt === undefined ? [last.position] : [last.recordedAt, last.position], fingerprint);
 }

@@ -1,5 +1,6 @@
 import type { ActorKind, EventData, RecordedEvent } from '@keel/shared-events';
-import { canonicalJson, parseStreamName } from '@keel/shared-events';
+import { parseStreamName } from '@keel/shared-events';
+import { fastCanonicalJson } from './canonical.ts';
 
 /**
  * One audit-trail row per event: who (actor) did what (type, payload) to what (subject, stream),
@@ -78,7 +79,7 @@ export function toAuditEntry(event: RecordedEvent): AuditEntry {
     recordedAt: event.recordedAt,
     correlationId: event.correlationId ?? null,
     causationId: event.causationId ?? null,
-    payload: canonicalJson(event.data),
+    payload: fastCanonicalJson(event.data),
   };
 }
 

@@ -61,11 +61,25 @@ export function signCheckpoint(signer: AuditSigner, head: ChainHead, signedAt: D
   return { ...unsigned, signature: signer.sign(checkpointMessage(unsigned)) };
 }
 
-export async function applyAuditBatch(client: pg.ClientBase, events: RecordedEvent[], options: AuditApplyOptions): Promise<AuditApplyResult> {
-  if (events.length === 0) return { written: 0, lastPosition: 0 };
-  const tenantIds = [...new Set(events.map((e) => e.tenantId))];
-  const heads = options.heads ?? (await loadHeads(client, options.tables, tenantIds, true));
-  const now = options.now?.() ?? new Date();
+/** A batch chained in memory, ready to be written. */
+export interface ChainedBatch {
+  rows: AuditRow[];
+  heads: HeadState[];
+  checkpoints: Checkpoint[];
+  lastPosition: number;
+}
+
+/**
+ * Chains events onto the given heads (updated in place) without touching the database: the pure
+ * half of applying a batch, which lets a rebuild compute the next batch while the previous one
+ * is being written.
+ */
+export function chainBatch(
+  events: RecordedEvent[],
+  heads: Map<string, HeadState>,
+  options: Pick<AuditApplyOptions, 'signer' | 'checkpointEvery'> & { now?: Date },
+): ChainedBatch {
+  const now = options.now ?? new Date();
   const rows: AuditRow[] = [];
   const checkpoints: Checkpoint[] = [];
   const touched = new Set<string>();
@@ -85,12 +99,24 @@ export async function applyAuditBatch(client: pg.ClientBase, events: RecordedEve
     touched.add(event.tenantId);
     rows.push(row);
   }
-  if (rows.length) {
-    await insertAuditRows(client, options.tables.audit_events!, rows);
-    await saveHeads(client, options.tables.audit_chain_heads!, [...touched].map((t) => heads.get(t)!));
+  return { rows, heads: [...touched].map((t) => heads.get(t)!), checkpoints, lastPosition };
+}
+
+export async function writeChainedBatch(client: pg.ClientBase, tables: TableNames, batch: ChainedBatch): Promise<void> {
+  if (batch.rows.length) {
+    await insertAuditRows(client, tables.audit_events!, batch.rows);
+    await saveHeads(client, tables.audit_chain_heads!, batch.heads);
   }
-  if (checkpoints.length) await insertCheckpoints(client, checkpoints);
-  return { written: rows.length, lastPosition };
+  if (batch.checkpoints.length) await insertCheckpoints(client, batch.checkpoints);
+}
+
+export async function applyAuditBatch(client: pg.ClientBase, events: RecordedEvent[], options: AuditApplyOptions): Promise<AuditApplyResult> {
+  if (events.length === 0) return { written: 0, lastPosition: 0 };
+  const tenantIds = [...new Set(events.map((e) => e.tenantId))];
+  const heads = options.heads ?? (await loadHeads(client, options.tables, tenantIds, true));
+  const batch = chainBatch(events, heads, { signer: options.signer, checkpointEvery: options.checkpointEvery, now: options.now?.() });
+  await writeChainedBatch(client, options.tables, batch);
+  return { written: batch.rows.length, lastPosition: batch.lastPosition };
 }
 
 export async function insertAuditRows(client: pg.ClientBase, table: string, rows: AuditRow[]): Promise<void> {

@@ -3,8 +3,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AccessGuard, Authenticator, KeelRuntime } from '@keel/shared-events';
 import { HttpError, parseStreamName } from '@keel/shared-events';
 import { nextAuditCursor, parseAuditExport, parseAuditPage } from '../audit/filters.ts';
-import { queryAuditPage, streamAuditRows } from '../audit/query.ts';
-import { CSV_HEADER, toAuditItem, toCsvLine, toNdjsonLine } from '../audit/row.ts';
+import { queryAuditPage, streamAuditExport } from '../audit/query.ts';
+import { CSV_HEADER, toAuditItem } from '../audit/row.ts';
 import { verifyTenantChain } from '../audit/verify.ts';
 import type { ProjectionConfig } from '../config.ts';
 import {
@@ -86,11 +86,8 @@ export async function projectionRoutes(app: FastifyInstance, ctx: RoutesContext)
       const tenantId = tenantOf(req);
       const q = parseAuditPage(req.query as Query, { tenantId, isKnownType });
       await waitFor('audit', req, q.minPosition);
-      const { rows, hasMore } = await queryAuditPage(pool, tenantId, q.filters, q.limit, q.before);
-      return {
-        items: rows.map(toAuditItem),
-        nextCursor: hasMore ? nextAuditCursor(rows[rows.length - 1]!.globalPosition, q.fingerprint) : null,
-      };
+      const { rows, next } = await queryAuditPage(pool, tenantId, q.filters, q.limit, q.before);
+      return { items: rows.map(toAuditItem), nextCursor: next ? nextAuditCursor(next, q.fingerprint) : null };
     },
   );
 
@@ -113,9 +110,7 @@ export async function projectionRoutes(app: FastifyInstance, ctx: RoutesContext)
       const csv = q.format === 'csv';
       async function* lines(): AsyncGenerator<string> {
         if (csv) yield CSV_HEADER;
-        for await (const rows of streamAuditRows(pool, tenantId, q.filters)) {
-          yield rows.map(csv ? toCsvLine : toNdjsonLine).join('');
-        }
+        yield* streamAuditExport(pool, tenantId, q.filters, q.format);
       }
       req.log.info({ format: q.format }, 'audit export started');
       return reply

@@ -11,8 +11,10 @@ export async function withTenant<T>(pool: pg.Pool, tenantId: string, fn: (client
   const client = await pool.connect();
   let broken = false;
   try {
-    await client.query('begin transaction isolation level repeatable read, read only');
-    await client.query(`select set_config('keel.tenant_id', $1, true), set_config('role', $2, true)`, [tenantId, READER_ROLE]);
+    // One round trip: the simple protocol takes both statements (no bind parameters, hence the escaped literal).
+    await client.query(
+      `begin read only; select set_config('keel.tenant_id', ${client.escapeLiteral(tenantId)}, true), set_config('role', '${READER_ROLE}', true)`,
+    );
     const result = await fn(client);
     await client.query('commit');
     return result;

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { EventStore, KeelRuntime, ReadAllResult, RecordedEvent } from '@keel/shared-events';
 import { HttpError, KeelError } from '@keel/shared-events';
-import { applyAuditBatch, loadHeads } from '../audit/store.ts';
+import { chainBatch, loadHeads, writeChainedBatch } from '../audit/store.ts';
 import type { HeadState } from '../audit/store.ts';
 import { applyDashboardBatch } from '../dashboard/store.ts';
 import { SHADOW_SUFFIX, isProjectionName, projectionTables, tableNames } from '../db/schema.ts';
@@ -85,7 +85,11 @@ interface Applier {
   /** The live tables in the order the live projector first touches them. */
   lockOrder: readonly string[];
   prepare(client: pg.ClientBase, shadow: TableNames): Promise<void>;
-  apply(client: pg.ClientBase, events: RecordedEvent[], shadow: TableNames): Promise<void>;
+  /**
+   * The CPU half of a batch, run while the previous batch is still being written; `write` then
+   * runs in the batch's transaction.
+   */
+  stage(events: RecordedEvent[]): (client: pg.ClientBase, shadow: TableNames) => Promise<void>;
   beforeSwap(client: pg.ClientBase, shadow: TableNames): Promise<void>;
 }
 
@@ -99,9 +103,10 @@ function auditApplier(): Applier {
       const r = await client.query(`select tenant_id from ${shadow.audit_chain_heads}`);
       heads = await loadHeads(client, shadow, r.rows.map((x) => x.tenant_id as string), false);
     },
-    async apply(client, events, shadow) {
+    stage(events) {
       // No signing during a rebuild: the checkpoints made live are kept and checked below.
-      await applyAuditBatch(client, events, { tables: shadow, checkpointEvery: 0, heads });
+      const chained = chainBatch(events, heads, { checkpointEvery: 0 });
+      return (client, shadow) => writeChainedBatch(client, shadow, chained);
     },
     async beforeSwap(client, shadow) {
       const bad = await client.query(
@@ -133,7 +138,8 @@ function dashboardApplier(): Applier {
     // The projector locks dash_positions first (for update), then writes the rest.
     lockOrder: ['dash_positions', ...projectionTables.dashboard.filter((t) => t !== 'dash_positions')],
     prepare: async () => undefined,
-    apply: async (client, events, shadow) => void (await applyDashboardBatch(client, shadow, events)),
+    // The fold reads the rows the previous batch wrote: nothing to do ahead of the write.
+    stage: (events) => async (client, shadow) => void (await applyDashboardBatch(client, shadow, events)),
     beforeSwap: async () => undefined,
   };
 }
@@ -194,13 +200,17 @@ export async function rebuildProjection(
     const got = await client.query('select pg_try_advisory_lock($1, $2) as ok', [LOCK_BASE, lockKey]);
     if (!got.rows[0]?.ok) throw new RebuildBusyError(projection);
     locked = true;
+    // Each batch commits with its position, so a commit lost in a crash loses its position too and
+    // is replayed: no need to wait for the WAL flush of every batch.
+    await client.query('set synchronous_commit = off');
 
     // Resume or start.
     const prev = await client.query('select status, position, events from projection_rebuilds where projection = $1', [projection]);
     let position = 0;
     let totalEvents = 0;
     let resumedFrom: number | undefined;
-    const allShadowsExist = (await Promise.all(tables.map((t) => shadowExists(client, t)))).every(Boolean);
+    let allShadowsExist = true;
+    for (const t of tables) allShadowsExist &&= await shadowExists(client, t);
     // Anything but a finished rebuild leaves its shadows and position: carry on from there.
     if (prev.rows[0] && prev.rows[0].status !== 'done' && allShadowsExist) {
       position = Number(prev.rows[0].position);
@@ -241,27 +251,37 @@ export async function rebuildProjection(
       });
     };
 
-    const applyBatch = async (batch: ReadAllResult) => {
-      if (batch.events.length) await applier.apply(client, batch.events, shadow);
+    /** Writes a staged batch and its progress in one transaction (the caller opens it). */
+    const writeBatch = async (batch: ReadAllResult, write: ReturnType<Applier['stage']>) => {
+      if (batch.events.length) await write(client, shadow);
+      await client.query('update projection_rebuilds set position = $2, events = $3, updated_at = now() where projection = $1', [
+        projection,
+        batch.position,
+        totalEvents + batch.events.length,
+      ]);
       position = batch.position;
       events += batch.events.length;
       totalEvents += batch.events.length;
-      await client.query('update projection_rebuilds set position = $2, events = $3, updated_at = now() where projection = $1', [
-        projection,
-        position,
-        totalEvents,
-      ]);
     };
 
-    // Replay to the head, batch by batch, each batch with its progress in one transaction.
+    // Replay to the head, batch by batch, each batch with its progress in one transaction. Three
+    // things overlap: the store reads batch n+2, this process chains batch n+1, the database writes n.
     const reader = prefetching(runtime.store, position, batchSize);
+    let writing: Promise<void> | undefined;
     try {
       for (;;) {
-        if (options.signal?.aborted) throw new RebuildInterruptedError(projection, position);
+        if (options.signal?.aborted) {
+          await writing;
+          throw new RebuildInterruptedError(projection, position);
+        }
         const batch = await reader.take();
-        await withTx(client, () => applyBatch(batch));
-        progress('replaying');
+        const write = applier.stage(batch.events);
+        await writing;
+        writing = withTx(client, () => writeBatch(batch, write)).then(() => progress('replaying'));
+        // Handled here so a failure while the next batch is read is not an unhandled rejection; awaited below.
+        writing.catch(() => undefined);
         if (batch.isEnd) {
+          await writing;
           const h = await runtime.store.headPosition();
           head = Math.max(head, h);
           // Close enough: the rest is caught up under the swap's lock.
@@ -269,19 +289,25 @@ export async function rebuildProjection(
           reader.restart(position);
         }
       }
+      await writing;
     } finally {
+      // A failed write rejects `writing`; it was already thrown above or is thrown here.
+      await writing?.catch(() => undefined);
       reader.drain();
     }
 
     progress('indexing');
+    // Sorting millions of keys: give the index builds room (this session only).
+    await client.query(`set maintenance_work_mem = '512MB'`);
     for (const t of applier.deferIndexes) await createShadowIndexes(client, t);
+    await client.query('reset maintenance_work_mem');
 
     progress('swapping');
     await withTx(client, async () => {
       await client.query(`lock table ${applier.lockOrder.join(', ')} in exclusive mode`);
       for (;;) {
         const batch = await runtime.store.readAll({ after: position, maxCount: batchSize });
-        await applyBatch(batch);
+        await writeBatch(batch, applier.stage(batch.events));
         if (batch.isEnd) break;
       }
       await applier.beforeSwap(client, shadow);
@@ -322,6 +348,7 @@ export async function rebuildProjection(
     throw e;
   } finally {
     if (locked) await client.query('select pg_advisory_unlock($1, $2)', [LOCK_BASE, lockKey]).catch(() => undefined);
+    await client.query('reset synchronous_commit; reset maintenance_work_mem').catch(() => undefined);
     client.release();
   }
 }

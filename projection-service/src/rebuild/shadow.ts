@@ -30,7 +30,7 @@ export async function createShadow(client: Client, table: string, withIndexes: b
   if (rls.rows[0]?.relrowsecurity) await client.query(`alter table ${shadow} enable row level security`);
   if (rls.rows[0]?.relforcerowsecurity) await client.query(`alter table ${shadow} force row level security`);
   const policies = await client.query(
-    `select policyname, permissive, roles, cmd, qual, with_check from pg_policies
+    `select policyname, permissive, roles::text[] as roles, cmd, qual, with_check from pg_policies
       where schemaname = current_schema() and tablename = $1`,
     [live],
   );

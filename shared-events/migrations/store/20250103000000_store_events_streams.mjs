@@ -109,7 +109,9 @@ export async function up(knex) {
       p_actor_kinds text[], p_actor_ids text[], p_correlation_ids text[], p_causation_ids text[],
       p_traceparents text[], p_data text[],
       out first_position bigint, out base_revisions bigint[], out recorded_at_ms float8)
-    language plpgsql as $fn$
+    -- No JIT: its compile time (tens of ms) dwarfs this function's work whenever the planner's
+    -- guess at the array sizes crosses jit_above_cost.
+    language plpgsql set jit = off as $fn$
     declare
       v_state record;
       v_count int := coalesce(cardinality(p_event_ids), 0);
@@ -119,7 +121,7 @@ export async function up(knex) {
       -- Neither this lock nor the reads below assign a transaction id (see keel_reserve_positions).
       lock table keel_streams in row share mode;
 
-      with st as (
+      with st as materialized (
         select s.ord, s.stream_id, s.expected, m.soft_deleted_before, coalesce(m.tombstoned, false) as tombstoned,
                coalesce((select e.stream_position from keel_events e where e.stream_id = s.stream_id
                           order by e.stream_position desc limit 1), -1) as revision

@@ -49,6 +49,12 @@ export interface ConsumeOptions {
   from?: 'earliest' | 'latest';
   /** Most events per handler call. Default 500. */
   maxBatchSize?: number;
+  /**
+   * Lanes handled at once by this member (Kafka: partitions; default 4). Batches of one lane are
+   * never handled concurrently, so a tenant's order holds; handlers must only tolerate different
+   * tenants at the same time (projector and runner do). The PostgreSQL bus has a single lane.
+   */
+  concurrency?: number;
 }
 
 export interface BusConsumer {

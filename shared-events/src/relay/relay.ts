@@ -1,14 +1,15 @@
-import type { Kafka, Message, Producer } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { defaultEventCodec } from '../codec/avro.ts';
 import type { RecordedEvent } from '../envelope.ts';
 import type { EventStore, ReadAllResult } from '../store/port.ts';
-import { createKafkaClient, defaultLogger, ensureTopics, Partitioners } from '../bus/kafka/client.ts';
-import { EVENTS_TOPIC, toKafkaMessage, type BusCodec } from '../bus/kafka/messages.ts';
+import { createKafkaClient, defaultLogger, ensureTopics } from '../bus/kafka/client.ts';
+import { EVENTS_TOPIC, type BusCodec } from '../bus/kafka/messages.ts';
 import { createLease } from '../bus/lease.ts';
 import { relayMetrics } from './metrics.ts';
+import { emptyChunk, inProcessProducer, threadProducer, type BatchProducer, type RelayChunk } from './producer.ts';
 
 /**
  * The relay: reads the store's global log in order (readAll is gap-safe) and publishes every
@@ -28,7 +29,13 @@ export interface RelayOptions {
   /** Database holding keel_bus_checkpoints: the store's own database. */
   pool: pg.Pool;
   brokers?: string[];
+  /** A client to use instead of one made from `brokers` (the producer then runs on this thread). */
   kafka?: Kafka;
+  /**
+   * Produce from a worker thread while this thread reads and encodes the next batch. Default: true
+   * when `brokers` is given (a worker needs them to make its own client).
+   */
+  producerThread?: boolean;
   codec?: BusCodec;
   topic?: string;
   /** Lease and checkpoint name. Default `relay:<topic>`. */
@@ -82,7 +89,7 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 
 interface Prepared {
   read: ReadAllResult;
-  chunks: Message[][];
+  chunks: RelayChunk[];
 }
 
 export function startRelay(options: RelayOptions): Relay {
@@ -121,51 +128,38 @@ export function startRelay(options: RelayOptions): Relay {
 
   const prepare = async (after: number): Promise<Prepared> => {
     const read = await store.readAll({ after, maxCount: batchSize });
-    const chunks: Message[][] = [];
-    let chunk: Message[] = [];
-    let bytes = 0;
+    const chunks: RelayChunk[] = [];
+    let chunk = emptyChunk();
     for (const event of read.events) {
-      const m = toKafkaMessage(event, codec);
-      const size = (m.value as Buffer).length + event.tenantId.length + 128;
-      if (chunk.length && bytes + size > maxSendBytes) {
+      const value = codec.encode(event);
+      const size = value.length + event.tenantId.length + 160; // + headers and record overhead
+      if (chunk.values.length && chunk.bytes + size > maxSendBytes) {
         chunks.push(chunk);
-        chunk = [];
-        bytes = 0;
+        chunk = emptyChunk();
       }
-      chunk.push(m);
-      bytes += size;
+      chunk.values.push(value);
+      chunk.tenants.push(event.tenantId);
+      chunk.types.push(event.type);
+      chunk.fingerprints.push(codec.fingerprintOf(event.type, event.schemaVersion));
+      chunk.traceparents.push(event.traceparent);
+      chunk.bytes += size;
     }
-    if (chunk.length) chunks.push(chunk);
+    if (chunk.values.length) chunks.push(chunk);
     return { read, chunks };
   };
 
-  let producer: Producer | undefined;
-  const connectProducer = async () => {
-    if (producer) return producer;
-    const p = kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner,
-    });
-    await p.connect();
-    producer = p;
-    return p;
-  };
-  const dropProducer = async () => {
-    const p = producer;
-    producer = undefined;
-    await p?.disconnect().catch(() => undefined);
-  };
+  const producer: BatchProducer =
+    (options.producerThread ?? !options.kafka)
+      ? threadProducer({ brokers: options.brokers ?? [], clientId: 'keel-relay', logger })
+      : inProcessProducer(kafka);
 
   /** Produces until the broker acknowledged every chunk; false when stopped or the lease was lost first. */
-  const publish = async (chunks: Message[][], events: RecordedEvent[]): Promise<boolean> => {
+  const publish = async (chunks: RelayChunk[], events: RecordedEvent[]): Promise<boolean> => {
     const started = performance.now();
     for (let attempt = 0; ; attempt++) {
       if (abort.signal.aborted || !lease.isHeld()) return false;
       try {
-        const p = await connectProducer();
-        for (const messages of chunks) await p.send({ topic, acks: -1, messages });
+        await producer.send(topic, chunks);
         metrics.batchSeconds.observe(labels, (performance.now() - started) / 1000);
         metrics.published.inc(labels, events.length);
         return true;
@@ -178,7 +172,7 @@ export function startRelay(options: RelayOptions): Relay {
         // A fresh producer (new producer id) after a failure: a retried batch must not trip over
         // the old producer's sequence state after a broker restart. Duplicates it may cause are
         // absorbed by the consumers.
-        await dropProducer();
+        await producer.reset();
         await sleep(Math.min(5_000, 100 * 2 ** Math.min(attempt, 6)), abort.signal);
       }
     }
@@ -256,7 +250,7 @@ export function startRelay(options: RelayOptions): Relay {
       }
     }
     clearInterval(lagTimer);
-    await dropProducer();
+    await producer.close();
     await lease.release().catch(() => undefined);
     logger.info('relay stopped');
   };

@@ -44,6 +44,11 @@ export interface BatchAppendResult {
 }
 
 export interface ReadStreamOptions {
+  /*
+   * fromRevision/toRevision are the lower/upper bounds of the range in either direction:
+   * 'backwards' returns the same range newest first, and maxCount then counts from the newest
+   * (`{direction: 'backwards', maxCount: 1}` is the last event).
+   */
   /** Inclusive, default 0. */
   fromRevision?: number;
   /** Inclusive. */
@@ -55,6 +60,7 @@ export interface ReadStreamOptions {
   direction?: 'forwards' | 'backwards';
 }
 
+/** All given conditions must hold; an empty list matches nothing. */
 export interface AllFilter {
   tenantId?: string;
   eventTypes?: string[];
@@ -97,6 +103,10 @@ export interface Subscription {
   readonly done: Promise<void>;
 }
 
+/**
+ * `position`: the checkpoint to resume after (may be past the last event when a filter skipped
+ * events). `isLive`: the subscription had caught up with the log before this batch was read.
+ */
 export type SubscriptionHandler = (
   events: RecordedEvent[],
   ctx: { position: number; isLive: boolean },

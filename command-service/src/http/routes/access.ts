@@ -1,6 +1,6 @@
 import { hashSecret, newApiKey, principalOf, uuidv7, type Role } from '@keel/shared-events';
 import type { FastifyInstance } from 'fastify';
-import { handleCommand, loadWritableTenant } from '../../app/handle-command.ts';
+import { handleCommand, tenantGate } from '../../app/handle-command.ts';
 import { accessDecider } from '../../domain/access.ts';
 import { commandMeta, sendWrite } from '../reply.ts';
 import { ifMatchHeaders, KEY_ID, okSchema, paramsWith, role, security, tenantParams, text, USER_ID, writeErrors } from '../schemas.ts';
@@ -30,7 +30,7 @@ export async function accessRoutes(app: FastifyInstance, svc: CommandService): P
     },
     async (req, reply) => {
       const { tenantId } = req.params;
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       const key = newApiKey();
       const secretHash = await hashSecret(key.secret);
       const r = await handleCommand(svc.commands, {
@@ -41,6 +41,7 @@ export async function accessRoutes(app: FastifyInstance, svc: CommandService): P
           data: { keyId: key.keyId, name: req.body.name, role: req.body.role, secretHash, callerRole: callerRole(principalOf(req)) },
         },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       return sendWrite(reply, 201, { keyId: key.keyId, apiKey: key.apiKey, name: req.body.name, role: req.body.role }, r);
     },
@@ -61,12 +62,13 @@ export async function accessRoutes(app: FastifyInstance, svc: CommandService): P
     },
     async (req, reply) => {
       const { tenantId, keyId } = req.params;
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       const r = await handleCommand(svc.commands, {
         decider: accessDecider,
         streamId: accessStream(tenantId),
         command: { type: 'RevokeApiKey', data: { keyId, callerRole: callerRole(principalOf(req)) } },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       return sendWrite(reply, 200, { keyId, revoked: true }, r);
     },
@@ -97,7 +99,7 @@ export async function accessRoutes(app: FastifyInstance, svc: CommandService): P
     },
     async (req, reply) => {
       const { tenantId } = req.params;
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       const userId = req.body.userId ?? uuidv7();
       // A personal field: encrypted with the user's own data key, so erasing the user shreds it.
       const email = await svc.keyring.encryptField(tenantId, req.body.email, { subject: userId });
@@ -106,6 +108,7 @@ export async function accessRoutes(app: FastifyInstance, svc: CommandService): P
         streamId: accessStream(tenantId),
         command: { type: 'InviteUser', data: { userId, email, role: req.body.role, callerRole: callerRole(principalOf(req)) } },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       return sendWrite(reply, 201, { userId, role: req.body.role }, r);
     },
@@ -127,12 +130,13 @@ export async function accessRoutes(app: FastifyInstance, svc: CommandService): P
     },
     async (req, reply) => {
       const { tenantId, userId } = req.params;
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       const r = await handleCommand(svc.commands, {
         decider: accessDecider,
         streamId: accessStream(tenantId),
         command: { type: 'GrantRole', data: { userId, role: req.body.role, callerRole: callerRole(principalOf(req)) } },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       return sendWrite(reply, 200, { userId, role: req.body.role }, r);
     },
@@ -153,12 +157,13 @@ export async function accessRoutes(app: FastifyInstance, svc: CommandService): P
     },
     async (req, reply) => {
       const { tenantId, userId, role: r0 } = req.params;
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       const r = await handleCommand(svc.commands, {
         decider: accessDecider,
         streamId: accessStream(tenantId),
         command: { type: 'RevokeRole', data: { userId, role: r0, callerRole: callerRole(principalOf(req)) } },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       return sendWrite(reply, 200, { userId, role: r0 }, r);
     },

@@ -1,6 +1,6 @@
 import { uuidv7, ValidationError, type ConnectorKind, type Json } from '@keel/shared-events';
 import type { FastifyInstance } from 'fastify';
-import { handleCommand, loadWritableTenant } from '../../app/handle-command.ts';
+import { handleCommand, tenantGate } from '../../app/handle-command.ts';
 import { connectorDecider, type ConnectorCommand } from '../../domain/connector.ts';
 import { commandMeta, sendWrite } from '../reply.ts';
 import { httpUrl, ifMatchHeaders, okSchema, paramsWith, security, tenantParams, text, uuid, writeErrors } from '../schemas.ts';
@@ -14,7 +14,8 @@ const headerMap = {
   type: 'object',
   maxProperties: 50,
   propertyNames: { pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$" },
-  additionalProperties: { type: 'string', maxLength: 4096, pattern: '^[^\\r\\n\\u0000]*$' },
+  // Header values: visible text and tabs only (no CR/LF header injection, no terminal escapes).
+  additionalProperties: { type: 'string', maxLength: 4096, pattern: '^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*$' },
 } as const;
 
 /** http connector config, as the connector runner reads it (see connector-runners). */
@@ -111,7 +112,7 @@ export async function connectorRoutes(app: FastifyInstance, svc: CommandService)
       const { tenantId } = req.params;
       const config = req.body.config ?? {};
       assertNoPasswordInConfig(req.body.kind, config);
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       const connectorId = uuidv7();
       const data: Extract<ConnectorCommand, { type: 'InstallConnector' }>['data'] = {
         connectorId,
@@ -125,6 +126,7 @@ export async function connectorRoutes(app: FastifyInstance, svc: CommandService)
         streamId: connectorStream(tenantId, connectorId),
         command: { type: 'InstallConnector', data },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       return sendWrite(reply, 201, { connectorId, kind: req.body.kind, status: r.state.status }, r);
     },
@@ -149,13 +151,14 @@ export async function connectorRoutes(app: FastifyInstance, svc: CommandService)
     },
     async (req, reply) => {
       const { tenantId, connectorId } = req.params;
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       const enc = await encryptCredentials(svc, tenantId, req.body.credentials);
       const r = await handleCommand(svc.commands, {
         decider: connectorDecider,
         streamId: connectorStream(tenantId, connectorId),
         command: { type: 'RotateConnectorCredentials', data: { connectorId, credentials: enc } },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       return sendWrite(reply, 200, { connectorId, status: r.state.status }, r);
     },
@@ -185,7 +188,7 @@ export async function connectorRoutes(app: FastifyInstance, svc: CommandService)
       },
       async (req, reply) => {
         const { tenantId, connectorId } = req.params;
-        await loadWritableTenant(svc.store, tenantId);
+        const gate = tenantGate(svc.store, tenantId);
         const command: ConnectorCommand =
           a.type === 'PauseConnector'
             ? { type: 'PauseConnector', data: req.body.reason === undefined ? { connectorId } : { connectorId, reason: req.body.reason } }
@@ -195,6 +198,7 @@ export async function connectorRoutes(app: FastifyInstance, svc: CommandService)
           streamId: connectorStream(tenantId, connectorId),
           command,
           ...commandMeta(req, tenantId),
+          checks: [gate],
         });
         return sendWrite(reply, 200, { connectorId, status: r.state.status }, r);
       },
@@ -216,12 +220,13 @@ export async function connectorRoutes(app: FastifyInstance, svc: CommandService)
     },
     async (req, reply) => {
       const { tenantId, connectorId } = req.params;
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       const r = await handleCommand(svc.commands, {
         decider: connectorDecider,
         streamId: connectorStream(tenantId, connectorId),
         command: { type: 'RemoveConnector', data: { connectorId } },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       return sendWrite(reply, 200, { connectorId, status: r.state.status }, r);
     },

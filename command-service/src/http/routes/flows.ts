@@ -1,7 +1,7 @@
 import { HttpError, streamName, uuidv7, ValidationError, type Json } from '@keel/shared-events';
 import type { FastifyInstance } from 'fastify';
 import jsonata from 'jsonata';
-import { handleCommand, loadWritableTenant } from '../../app/handle-command.ts';
+import { handleCommand, tenantGate } from '../../app/handle-command.ts';
 import { connectorDecider, type ConnectorState } from '../../domain/connector.ts';
 import { flowDecider } from '../../domain/flow.ts';
 import { commandMeta, sendWrite } from '../reply.ts';
@@ -62,7 +62,11 @@ export const flowDefinitionSchema = {
                 connectorId: uuid,
                 method: { type: 'string', enum: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'get', 'post', 'put', 'patch', 'delete', 'head'] },
                 url: { type: 'string', minLength: 1, maxLength: 2048 },
-                headers: { type: 'object', maxProperties: 50, additionalProperties: { type: 'string', maxLength: 4096 } },
+                headers: {
+                  type: 'object',
+                  maxProperties: 50,
+                  additionalProperties: { type: 'string', maxLength: 4096, pattern: '^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*$' },
+                },
                 body: expression,
                 timeoutMs: { type: 'integer', minimum: 1, maximum: 120_000 },
                 captureBodies: { type: 'boolean' },
@@ -172,7 +176,7 @@ export async function flowRoutes(app: FastifyInstance, svc: CommandService): Pro
     },
     async (req, reply) => {
       const { tenantId } = req.params;
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       await checkDefinition(svc, tenantId, req.body.definition);
       const flowId = uuidv7();
       const r = await handleCommand(svc.commands, {
@@ -180,6 +184,7 @@ export async function flowRoutes(app: FastifyInstance, svc: CommandService): Pro
         streamId: flowStream(tenantId, flowId),
         command: { type: 'DefineFlow', data: { flowId, name: req.body.name, definition: req.body.definition as unknown as Json, enabled: req.body.enabled ?? false } },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       const s = r.state.status === 'defined' ? r.state : { version: 0, enabled: false };
       return sendWrite(reply, 201, { flowId, version: s.version, enabled: s.enabled }, r);
@@ -208,13 +213,14 @@ export async function flowRoutes(app: FastifyInstance, svc: CommandService): Pro
     },
     async (req, reply) => {
       const { tenantId, flowId } = req.params;
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       await checkDefinition(svc, tenantId, req.body.definition);
       const r = await handleCommand(svc.commands, {
         decider: flowDecider,
         streamId: flowStream(tenantId, flowId),
         command: { type: 'PublishFlowVersion', data: { flowId, definition: req.body.definition as unknown as Json } },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       const s = r.state.status === 'defined' ? r.state : { version: 0, enabled: false };
       return sendWrite(reply, r.events.length ? 201 : 200, { flowId, version: s.version, enabled: s.enabled }, r);
@@ -238,12 +244,13 @@ export async function flowRoutes(app: FastifyInstance, svc: CommandService): Pro
       },
       async (req, reply) => {
         const { tenantId, flowId } = req.params;
-        await loadWritableTenant(svc.store, tenantId);
+        const gate = tenantGate(svc.store, tenantId);
         const r = await handleCommand(svc.commands, {
           decider: flowDecider,
           streamId: flowStream(tenantId, flowId),
           command: action === 'enable' ? { type: 'EnableFlow', data: { flowId } } : { type: 'DisableFlow', data: { flowId } },
           ...commandMeta(req, tenantId),
+          checks: [gate],
         });
         const s = r.state.status === 'defined' ? r.state : { version: 0, enabled: false };
         return sendWrite(reply, 200, { flowId, version: s.version, enabled: s.enabled }, r);

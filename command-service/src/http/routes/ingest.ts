@@ -3,6 +3,7 @@ import { HttpError, principalOf, type Actor, type NewEvent, type StreamAppend } 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { loadWritableTenant } from '../../app/handle-command.ts';
 import { idempotentEventId } from '../../app/idempotency.ts';
+import { fastUuidv7 } from '../../ingest/ids.ts';
 import { BodyTooLargeError, ndjsonLines } from '../../ingest/ndjson.ts';
 import { parseRecordLine, recordEvent, validateRecord, type RecordRejection, type RecordResult } from '../../ingest/records.ts';
 import { security, tenantParams, writeErrors, writeHeaders } from '../schemas.ts';
@@ -133,7 +134,7 @@ export async function runIngest(
         actor: o.actor,
         receivedVia: 'api',
         correlationId: o.correlationId,
-        eventId: o.eventIdFor?.(i),
+        eventId: o.eventIdFor ? o.eventIdFor(i) : fastUuidv7(),
       });
       const list = batch.get(streamId);
       if (list) list.push(event);
@@ -161,6 +162,12 @@ export async function runIngest(
 export async function ingestRoutes(app: FastifyInstance, svc: CommandService): Promise<void> {
   // The stream itself: ingest reads it line by line.
   app.addContentTypeParser('application/x-ndjson', (_req, payload, done) => done(null, payload));
+  // Answered before the body was read to its end (413 cut-off, auth refusal, store failure): the
+  // rest of the body is still on the wire, so the connection cannot carry another request.
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (!req.raw.complete) void reply.header('connection', 'close');
+    return payload;
+  });
 
   const contentLengthCheck = async (req: FastifyRequest) => {
     const len = Number(req.headers['content-length'] ?? 0);

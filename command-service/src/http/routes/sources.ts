@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { streamName, uuidv7 } from '@keel/shared-events';
 import type { FastifyInstance } from 'fastify';
-import { handleCommand, loadWritableTenant } from '../../app/handle-command.ts';
+import { handleCommand, tenantGate } from '../../app/handle-command.ts';
 import { sourceDecider } from '../../domain/source.ts';
 import { commandMeta, sendWrite } from '../reply.ts';
 import { ifMatchHeaders, okSchema, paramsWith, security, tenantParams, uuid, writeErrors } from '../schemas.ts';
@@ -34,7 +34,7 @@ export async function sourceRoutes(app: FastifyInstance, svc: CommandService): P
     },
     async (req, reply) => {
       const { tenantId } = req.params;
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       const sourceId = uuidv7();
       const secret = `whsec_${randomBytes(24).toString('hex')}`;
       const r = await handleCommand(svc.commands, {
@@ -42,6 +42,7 @@ export async function sourceRoutes(app: FastifyInstance, svc: CommandService): P
         streamId: sourceStream(tenantId, sourceId),
         command: { type: 'RegisterSource', data: { sourceId, name: req.body.name, secret: await svc.keyring.encryptField(tenantId, secret) } },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       return sendWrite(reply, 201, { sourceId, secret, url: `/v1/hooks/${tenantId}/${sourceId}` }, r);
     },
@@ -62,12 +63,13 @@ export async function sourceRoutes(app: FastifyInstance, svc: CommandService): P
     },
     async (req, reply) => {
       const { tenantId, sourceId } = req.params;
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       const r = await handleCommand(svc.commands, {
         decider: sourceDecider,
         streamId: sourceStream(tenantId, sourceId),
         command: { type: 'RemoveSource', data: { sourceId } },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       return sendWrite(reply, 200, { sourceId, status: r.state.status }, r);
     },

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { streamName, uuidv7 } from '@keel/shared-events';
 import type { FastifyInstance } from 'fastify';
-import { handleCommand, loadWritableTenant } from '../../app/handle-command.ts';
+import { handleCommand, tenantGate } from '../../app/handle-command.ts';
 import { webhookDecider, type WebhookCommand } from '../../domain/webhook.ts';
 import { commandMeta, sendWrite } from '../reply.ts';
 import { eventType, httpUrl, ifMatchHeaders, okSchema, paramsWith, security, tenantParams, uuid, writeErrors } from '../schemas.ts';
@@ -33,7 +33,7 @@ export async function webhookRoutes(app: FastifyInstance, svc: CommandService): 
     },
     async (req, reply) => {
       const { tenantId } = req.params;
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       const webhookId = uuidv7();
       const secret = `whsec_${randomBytes(24).toString('hex')}`;
       const r = await handleCommand(svc.commands, {
@@ -44,6 +44,7 @@ export async function webhookRoutes(app: FastifyInstance, svc: CommandService): 
           data: { webhookId, url: req.body.url, eventTypes: req.body.eventTypes, secret: await svc.keyring.encryptField(tenantId, secret) },
         },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       return sendWrite(reply, 201, { webhookId, secret }, r);
     },
@@ -76,7 +77,7 @@ export async function webhookRoutes(app: FastifyInstance, svc: CommandService): 
     },
     async (req, reply) => {
       const { tenantId, webhookId } = req.params;
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       const data: Extract<WebhookCommand, { type: 'UpdateWebhook' }>['data'] = { webhookId };
       if (req.body.url !== undefined) data.url = req.body.url;
       if (req.body.eventTypes !== undefined) data.eventTypes = req.body.eventTypes;
@@ -85,6 +86,7 @@ export async function webhookRoutes(app: FastifyInstance, svc: CommandService): 
         streamId: webhookStream(tenantId, webhookId),
         command: { type: 'UpdateWebhook', data },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       return sendWrite(reply, 200, stateBody(webhookId, r.state), r);
     },
@@ -98,12 +100,13 @@ export async function webhookRoutes(app: FastifyInstance, svc: CommandService): 
     },
     async (req, reply) => {
       const { tenantId, webhookId } = req.params;
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       const r = await handleCommand(svc.commands, {
         decider: webhookDecider,
         streamId: webhookStream(tenantId, webhookId),
         command: { type: 'RemoveWebhook', data: { webhookId } },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       return sendWrite(reply, 200, stateBody(webhookId, r.state), r);
     },
@@ -133,7 +136,7 @@ export async function webhookRoutes(app: FastifyInstance, svc: CommandService): 
     },
     async (req, reply) => {
       const { tenantId, webhookId } = req.params;
-      await loadWritableTenant(svc.store, tenantId);
+      const gate = tenantGate(svc.store, tenantId);
       const data: Extract<WebhookCommand, { type: 'RedriveWebhookDeliveries' }>['data'] = { webhookId };
       if (req.body.deliveryIds) data.deliveryIds = req.body.deliveryIds;
       const r = await handleCommand(svc.commands, {
@@ -141,6 +144,7 @@ export async function webhookRoutes(app: FastifyInstance, svc: CommandService): 
         streamId: webhookStream(tenantId, webhookId),
         command: { type: 'RedriveWebhookDeliveries', data },
         ...commandMeta(req, tenantId),
+        checks: [gate],
       });
       return sendWrite(reply, 202, { webhookId, redriven: r.events.map((e) => (e.data as { deliveryId: string }).deliveryId) }, r);
     },

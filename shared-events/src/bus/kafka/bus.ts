@@ -40,7 +40,7 @@ export interface KafkaBusOptions {
   logger?: Logger;
   /** Consumer session timeout (a dead member's partitions move after this). Default 10 s. */
   sessionTimeoutMs?: number;
-  /** Partitions processed at once per member. Default 1. */
+  /** Default for ConsumeOptions.concurrency: partitions handled at once per member. Default 4. */
   partitionsConsumedConcurrently?: number;
   /** Create the topics on first use. Default true. */
   ensureTopics?: boolean;
@@ -245,7 +245,7 @@ export function createKafkaBus(options: KafkaBusOptions): KafkaBus {
       autoCommit: true,
       autoCommitInterval: 1_000,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: Math.max(1, options.partitionsConsumedConcurrently ?? 1),
+      partitionsConsumedConcurrently: Math.max(1, co.concurrency ?? options.partitionsConsumedConcurrently ?? 4),
       eachBatch,
     });
 

@@ -30,6 +30,9 @@ export function createKafkaClient(options: KafkaClientOptions): Kafka {
       () =>
       ({ namespace, level, log }: LogEntry) => {
         const { message, timestamp: _t, logger: _l, ...extra } = log as { message: string; timestamp?: string; logger?: string };
+        // Our producers retry a failed batch themselves with a fresh producer (see relay.ts), so
+        // kafkajs' bounded retries do not weaken what we promise: at-least-once, in order.
+        if (message.startsWith('Limiting retries for the idempotent producer')) return;
         const entry = { namespace, ...extra };
         if (level === logLevel.ERROR) logger.error(entry, message);
         else if (level === logLevel.WARN) logger.warn(entry, message);
@@ -75,16 +78,31 @@ export async function ensureTopics(kafka: Kafka, options: EnsureTopicsOptions = 
     ].filter((t) => !existing.has(t.topic));
     if (wanted.length) {
       try {
-        await admin.createTopics({ topics: wanted, waitForLeaders: true, timeout: 30_000 });
+        // Leaders are awaited below: kafkajs' own waitForLeaders trips over the metadata of a
+        // topic the KRaft controller has created but the broker does not serve yet.
+        await admin.createTopics({ topics: wanted, waitForLeaders: false, timeout: 30_000 });
       } catch (err) {
         // Another process created it meanwhile.
         if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS' && !/already exists/i.test(String(err))) throw err;
       }
     }
-    const md = await admin.fetchTopicMetadata({ topics: [topic] });
-    const have = md.topics[0]?.partitions.length ?? 0;
-    if (have !== partitions) {
-      options.logger?.warn({ topic, partitions: have, expected: partitions }, 'events topic has an unexpected partition count');
+    const deadline = Date.now() + 30_000;
+    for (let delay = 50; ; delay = Math.min(1_000, delay * 2)) {
+      try {
+        const md = await admin.fetchTopicMetadata({ topics: [topic, dlq] });
+        const ready = md.topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0));
+        if (ready) {
+          const have = md.topics.find((t) => t.name === topic)?.partitions.length ?? 0;
+          if (have !== partitions) {
+            options.logger?.warn({ topic, partitions: have, expected: partitions }, 'events topic has an unexpected partition count');
+          }
+          break;
+        }
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+      }
+      if (Date.now() > deadline) throw new Error(`topics ${topic}, ${dlq} have no leaders after 30 s`);
+      await new Promise((r) => setTimeout(r, delay));
     }
   } finally {
     await admin.disconnect();

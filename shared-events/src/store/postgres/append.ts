@@ -31,11 +31,12 @@ interface PreparedEvent {
   tenantId: string;
   data: EventData;
   json: string;
-  actor: { kind: ActorKind; id: string };
-  occurredAt: Date;
-  correlationId?: string;
-  causationId?: string;
-  traceparent?: string;
+  actorKind: ActorKind;
+  actorId: string;
+  occurredMs: number;
+  correlationId: string | undefined;
+  causationId: string | undefined;
+  traceparent: string | undefined;
   stream: PreparedStream;
   /** 0-based place within its stream's part of the call. */
   offset: number;
@@ -119,7 +120,7 @@ function prepare(appends: StreamAppend[], registry: EventSchemaRegistry | undefi
   const order: PreparedEvent[] = [];
   const inputs: Input[] = [];
   const ids = new Set<string>();
-  const now = new Date();
+  const nowMs = Date.now();
 
   appends.forEach((a, appendIndex) => {
     const at = { appendIndex };
@@ -161,7 +162,7 @@ function prepare(appends: StreamAppend[], registry: EventSchemaRegistry | undefi
       streams.push(stream);
     }
     a.events.forEach((ev, eventIndex) => {
-      const p = prepareEvent(ev, stream, name.tenantId, registry, now, { ...at, eventIndex });
+      const p = prepareEvent(ev, stream, name.tenantId, registry, nowMs, appendIndex, eventIndex);
       if (ids.has(p.eventId)) {
         throw new ValidationError(`eventId ${p.eventId} appears twice in one append`, 'eventId', {
           field: 'eventId',
@@ -180,44 +181,74 @@ function prepare(appends: StreamAppend[], registry: EventSchemaRegistry | undefi
   return { streams, order, inputs };
 }
 
+/** The ValidationError of one event, naming the field and where the event sits in the call. */
+function invalid(streamId: string, appendIndex: number, eventIndex: number, field: string, message: string): ValidationError {
+  return new ValidationError(`event ${eventIndex} of ${streamId}: ${field} ${message}`, field, {
+    field,
+    streamId,
+    appendIndex,
+    eventIndex,
+  });
+}
+
+function isActorKind(kind: unknown): kind is ActorKind {
+  return kind === 'user' || kind === 'apiKey' || kind === 'connector' || kind === 'system';
+}
+
+// Runs once per event of every append (a million times for a million-event ingest), so it
+// allocates only what it keeps.
 function prepareEvent(
   ev: NewEvent,
   stream: PreparedStream,
   streamTenant: string,
   registry: EventSchemaRegistry | undefined,
-  now: Date,
-  at: { appendIndex: number; eventIndex: number },
+  nowMs: number,
+  appendIndex: number,
+  eventIndex: number,
 ): PreparedEvent {
   const streamId = stream.streamId;
-  const fail = (field: string, message: string, extra?: Record<string, unknown>): never => {
-    throw new ValidationError(`event ${at.eventIndex} of ${streamId}: ${field} ${message}`, field, {
-      field,
-      streamId,
-      ...at,
-      ...extra,
-    });
-  };
-  if (!ev || typeof ev !== 'object') fail('event', 'must be an object');
-  const eventId = ev.eventId ?? uuidv7();
-  if (typeof eventId !== 'string' || !isUuid(eventId)) fail('eventId', 'must be a UUID');
+  if (!ev || typeof ev !== 'object') throw invalid(streamId, appendIndex, eventIndex, 'event', 'must be an object');
+  let eventId = ev.eventId;
+  if (eventId === undefined) {
+    eventId = uuidv7();
+  } else if (typeof eventId !== 'string' || !isUuid(eventId)) {
+    throw invalid(streamId, appendIndex, eventIndex, 'eventId', 'must be a UUID');
+  } else {
+    eventId = eventId.toLowerCase();
+  }
   const type = ev.type;
-  if (typeof type !== 'string' || type.length === 0 || type.length > 200) fail('type', 'must be a non-empty string');
-  if (typeof ev.tenantId !== 'string' || ev.tenantId.length === 0) fail('tenantId', 'must be a non-empty string');
-  if (ev.tenantId !== streamTenant) {
-    fail('tenantId', `is "${ev.tenantId}" but the stream belongs to tenant "${streamTenant}"`);
+  if (typeof type !== 'string' || type.length === 0 || type.length > 200) {
+    throw invalid(streamId, appendIndex, eventIndex, 'type', 'must be a non-empty string');
+  }
+  const tenantId = ev.tenantId;
+  if (tenantId !== streamTenant) {
+    throw invalid(
+      streamId,
+      appendIndex,
+      eventIndex,
+      'tenantId',
+      typeof tenantId === 'string' && tenantId.length > 0
+        ? `is "${tenantId}" but the stream belongs to tenant "${streamTenant}"`
+        : 'must be a non-empty string',
+    );
   }
   const actor = ev.actor as { kind?: unknown; id?: unknown } | undefined;
-  if (!actor || typeof actor !== 'object') fail('actor', 'must be {kind, id}');
-  if (!ACTOR_KINDS.includes(actor!.kind as string)) fail('actor.kind', `must be one of ${ACTOR_KINDS.join(', ')}`);
-  if (typeof actor!.id !== 'string' || actor!.id.length === 0) fail('actor.id', 'must be a non-empty string');
+  if (!actor || typeof actor !== 'object') throw invalid(streamId, appendIndex, eventIndex, 'actor', 'must be {kind, id}');
+  const actorKind = actor.kind;
+  if (!isActorKind(actorKind)) throw invalid(streamId, appendIndex, eventIndex, 'actor.kind', `must be one of ${ACTOR_KINDS.join(', ')}`);
+  const actorId = actor.id;
+  if (typeof actorId !== 'string' || actorId.length === 0) throw invalid(streamId, appendIndex, eventIndex, 'actor.id', 'must be a non-empty string');
   const data = ev.data;
-  if (!data || typeof data !== 'object' || Array.isArray(data)) fail('data', 'must be an object');
-  const occurredAt = ev.occurredAt ?? now;
-  if (!(occurredAt instanceof Date) || Number.isNaN(occurredAt.getTime())) fail('occurredAt', 'must be a valid Date');
-  for (const f of ['correlationId', 'causationId', 'traceparent'] as const) {
-    const v = ev[f];
-    if (v !== undefined && v !== null && typeof v !== 'string') fail(f, 'must be a string');
+  if (!data || typeof data !== 'object' || Array.isArray(data)) throw invalid(streamId, appendIndex, eventIndex, 'data', 'must be an object');
+  let occurredMs = nowMs;
+  if (ev.occurredAt !== undefined) {
+    occurredMs = ev.occurredAt instanceof Date ? ev.occurredAt.getTime() : NaN;
+    if (Number.isNaN(occurredMs)) throw invalid(streamId, appendIndex, eventIndex, 'occurredAt', 'must be a valid Date');
   }
+  const { correlationId, causationId, traceparent } = ev;
+  if (correlationId != null && typeof correlationId !== 'string') throw invalid(streamId, appendIndex, eventIndex, 'correlationId', 'must be a string');
+  if (causationId != null && typeof causationId !== 'string') throw invalid(streamId, appendIndex, eventIndex, 'causationId', 'must be a string');
+  if (traceparent != null && typeof traceparent !== 'string') throw invalid(streamId, appendIndex, eventIndex, 'traceparent', 'must be a string');
 
   let schemaVersion = ev.schemaVersion;
   if (registry) {
@@ -227,11 +258,12 @@ function prepareEvent(
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err;
       const field = err.field ?? 'data';
-      throw new ValidationError(`event ${at.eventIndex} of ${streamId} (${type}): ${err.message}`, field, {
+      throw new ValidationError(`event ${eventIndex} of ${streamId} (${type}): ${err.message}`, field, {
         ...(typeof err.details === 'object' && err.details !== null ? (err.details as object) : {}),
         field,
         streamId,
-        ...at,
+        appendIndex,
+        eventIndex,
         eventId,
         type,
       });
@@ -239,31 +271,33 @@ function prepareEvent(
   } else {
     schemaVersion ??= 1;
   }
-  if (!Number.isSafeInteger(schemaVersion) || schemaVersion! < 1) fail('schemaVersion', 'must be a positive integer');
+  if (!Number.isSafeInteger(schemaVersion) || schemaVersion < 1) {
+    throw invalid(streamId, appendIndex, eventIndex, 'schemaVersion', 'must be a positive integer');
+  }
 
   let json: string;
   try {
     json = JSON.stringify(data);
   } catch (err) {
-    return fail('data', `is not JSON-serializable: ${(err as Error).message}`);
+    throw invalid(streamId, appendIndex, eventIndex, 'data', `is not JSON-serializable: ${(err as Error).message}`);
   }
 
-  const p: PreparedEvent = {
-    eventId: eventId.toLowerCase(),
+  return {
+    eventId,
     type,
-    schemaVersion: schemaVersion!,
-    tenantId: ev.tenantId,
+    schemaVersion,
+    tenantId,
     data,
     json,
-    actor: { kind: actor!.kind as ActorKind, id: actor!.id as string },
-    occurredAt: new Date(occurredAt.getTime()),
+    actorKind,
+    actorId,
+    occurredMs,
+    correlationId: correlationId ?? undefined,
+    causationId: causationId ?? undefined,
+    traceparent: traceparent ?? undefined,
     stream,
     offset: stream.events.length,
   };
-  if (ev.correlationId != null) p.correlationId = ev.correlationId;
-  if (ev.causationId != null) p.causationId = ev.causationId;
-  if (ev.traceparent != null) p.traceparent = ev.traceparent;
-  return p;
 }
 
 // --------------------------------------------------------------------------------------- call
@@ -282,9 +316,9 @@ async function callAppend(pool: pg.Pool, streams: PreparedStream[], order: Prepa
     textArray(events.map((e) => e.type)),
     int4Array(events.map((e) => e.schemaVersion)),
     textArray(events.map((e) => e.tenantId)),
-    timestamptzArray(events.map((e) => e.occurredAt)),
-    textArray(events.map((e) => e.actor.kind)),
-    textArray(events.map((e) => e.actor.id)),
+    timestamptzArray(events.map((e) => e.occurredMs)),
+    textArray(events.map((e) => e.actorKind)),
+    textArray(events.map((e) => e.actorId)),
     textArray(events.map((e) => e.correlationId)),
     textArray(events.map((e) => e.causationId)),
     textArray(events.map((e) => e.traceparent)),
@@ -298,7 +332,7 @@ async function callAppend(pool: pg.Pool, streams: PreparedStream[], order: Prepa
   }
   let res: pg.QueryResult<RawRow>;
   try {
-    res = await client.query<RawRow>({ name: 'keel_append', text: APPEND_SQL, values, rowMode: 'array', types: RAW_TYPES });
+    res = await client.query<RawRow>({ name: 'keel_store_append', text: APPEND_SQL, values, rowMode: 'array', types: RAW_TYPES });
   } catch (err) {
     // Our own refusals leave the session clean; anything unexpected (a cancel, a broken
     // socket) may not, e.g. in theory with the position lock held: drop that connection.
@@ -414,9 +448,9 @@ function outcome(
         streamId: e.stream.streamId,
         streamPosition: written!.bases.get(e.stream)! + 1 + e.offset,
         globalPosition: newPosition.get(e)!,
-        occurredAt: e.occurredAt,
+        occurredAt: new Date(e.occurredMs),
         recordedAt: written!.recordedAt,
-        actor: { ...e.actor },
+        actor: { kind: e.actorKind, id: e.actorId },
         data: e.data,
       };
       if (e.correlationId !== undefined) recorded.correlationId = e.correlationId;

@@ -83,9 +83,11 @@ export function uuidArray(values: readonly string[]): Buffer {
   });
 }
 
-/** timestamptz[] from Dates (integer microseconds since 2000-01-01 on the wire). */
-export function timestamptzArray(values: readonly Date[]): Buffer {
-  return fixedArray(OID.timestamptz, 8, values.length, (b, at, i) =>
-    b.writeBigInt64BE(BigInt(values[i]!.getTime() - PG_EPOCH_MS) * 1000n, at),
-  );
+/** timestamptz[] from Dates or unix milliseconds (integer microseconds since 2000-01-01 on the wire). */
+export function timestamptzArray(values: readonly (Date | number)[]): Buffer {
+  return fixedArray(OID.timestamptz, 8, values.length, (b, at, i) => {
+    const v = values[i]!;
+    const ms = typeof v === 'number' ? v : v.getTime();
+    b.writeBigInt64BE(BigInt(ms - PG_EPOCH_MS) * 1000n, at);
+  });
 }

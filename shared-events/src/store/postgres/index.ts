@@ -58,7 +58,15 @@ export function getPostgreSQLEventStore(options: PostgreSQLEventStoreOptions): E
     throw new ValidationError('getPostgreSQLEventStore needs a pool or a connectionString', 'connectionString');
   }
   const ownsPool = !options.pool;
-  const pool = options.pool ?? new pg.Pool({ connectionString: options.connectionString, max: options.poolSize ?? 10 });
+  const pool =
+    options.pool ??
+    new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.poolSize ?? 10,
+      // Short OLTP statements: JIT compilation (tens of ms) would cost more than any of them.
+      // Options given in the connection string take precedence over this.
+      options: '-c jit=off',
+    });
   if (ownsPool) {
     // An idle client losing its connection (database restart) must not crash the process.
     pool.on('error', (err) => options.logger?.warn({ err: err.message }, 'event store: idle connection lost'));

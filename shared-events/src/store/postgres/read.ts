@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import type { RecordedEvent } from '../../envelope.ts';
 import { StreamDeletedError, ValidationError } from '../../errors.ts';
 import type { EventSchemaRegistry } from '../../schemas/registry-port.ts';
@@ -20,6 +20,8 @@ export interface ReadContext {
 
 const XMIN = '(select pg_snapshot_xmin(pg_current_snapshot()))';
 const MAX_INT8 = '9223372036854775807';
+/** The event columns of the window-facts row: all null. */
+const NO_EVENT = new Array(EVENT_COLUMN_COUNT).fill('null').join(', ');
 
 const streamSql = (direction: 'asc' | 'desc') => `
   with m as (
@@ -41,6 +43,9 @@ const ALL_SQL = `select ${EVENT_COLUMNS}, e.transaction_id < ${XMIN}
 
 // Filtered: scan a window of positions (narrow rows), cut it at the first unsafe row, then fetch
 // the matching events. The window bounds the work of one call when the filter is selective.
+// The answer is the matching events, then one row of window facts (scanned, scanned_to, cut).
+// Kept free of lateral joins: their estimates pushed this plan over jit_above_cost, and JIT
+// compilation took longer than the query.
 const FILTERED_SQL = `
   with w as materialized (
     select e.global_position, e.transaction_id < ${XMIN} as safe,
@@ -48,14 +53,17 @@ const FILTERED_SQL = `
              and ($4::text[] is null or e.type = any($4))
              and ($5::text[] is null or split_part(e.stream_id, '-', 1) = any($5)) as hit
       from keel_events e where e.global_position > $1 order by e.global_position limit $6
-  ), c as (
+  ), c as materialized (
     select coalesce(min(global_position) filter (where not safe), ${MAX_INT8}) as upto, count(*) as scanned from w
-  ), m as (
-    select c.upto, c.scanned, (select max(global_position) from w where global_position < c.upto) as scanned_to from c
+  ), h as (
+    select w.global_position from w, c where w.hit and w.global_position < c.upto order by w.global_position limit $2
   )
-  select ${EVENT_COLUMNS}, m.scanned, m.scanned_to, m.upto <> ${MAX_INT8} from m left join lateral (
-    select e.* from w join keel_events e on e.global_position = w.global_position
-     where w.hit and w.global_position < m.upto order by w.global_position limit $2) e on true`;
+  select ${EVENT_COLUMNS}, null::bigint, null::bigint, null::boolean
+    from h join keel_events e on e.global_position = h.global_position
+  union all
+  select ${NO_EVENT}, c.scanned,
+         (select max(w.global_position) from w where w.global_position < c.upto), c.upto <> ${MAX_INT8}
+    from c`;
 
 const HEAD_SQL = `select global_position from keel_events where transaction_id < ${XMIN}
   order by global_position desc limit 1`;
@@ -84,7 +92,7 @@ export async function readStream(ctx: ReadContext, streamId: string, options: Re
   let res: pg.QueryResult<RawRow>;
   try {
     res = await ctx.pool.query<RawRow>({
-      name: direction === 'forwards' ? 'keel_read_stream_f' : 'keel_read_stream_b',
+      name: direction === 'forwards' ? 'keel_store_read_stream_f' : 'keel_store_read_stream_b',
       text: direction === 'forwards' ? STREAM_FORWARDS : STREAM_BACKWARDS,
       values: [streamId, from, to ?? null, upTo ? upTo.toISOString() : null, max ?? null],
       rowMode: 'array',
@@ -140,24 +148,54 @@ export async function readAllDetailed(ctx: ReadContext, options: ReadAllOptions 
 }
 
 async function readUnfiltered(ctx: ReadContext, after: number, maxCount: number): Promise<ReadAllResult & { pending: boolean }> {
-  const res = await ctx.pool.query<RawRow>({
-    name: 'keel_read_all',
-    text: ALL_SQL,
-    values: [after, maxCount],
-    rowMode: 'array',
-    types: RAW_TYPES,
-  });
   const events: RecordedEvent[] = [];
   let cut = false;
-  for (const r of res.rows) {
+  let rows = 0;
+  // Rows become events as they arrive, so this work overlaps the server producing the rest of
+  // the page instead of following it (the client side is what bounds readAll).
+  await streamRows(ctx.pool, { name: 'keel_store_read_all', text: ALL_SQL, values: [after, maxCount] }, (r) => {
+    rows++;
+    if (cut) return;
     if (r[EVENT_COLUMN_COUNT] !== 't') {
       cut = true; // this row's transaction may still have company below it: stop here
-      break;
+      return;
     }
     events.push(upcast(ctx, toRecordedEvent(r)));
-  }
+  });
   const position = events.length ? events[events.length - 1]!.globalPosition : after;
-  return { events, position, isEnd: cut || res.rows.length < maxCount, pending: cut };
+  return { events, position, isEnd: cut || rows < maxCount, pending: cut };
+}
+
+/** Runs a query and hands each row over as soon as it is parsed. */
+async function streamRows(
+  pool: pg.Pool,
+  config: { name: string; text: string; values: unknown[] },
+  onRow: (row: RawRow) => void,
+): Promise<void> {
+  const client = await pool.connect();
+  let failure: unknown;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      // rowMode is honoured by pg.Query at run time; its typings only list it on client.query configs
+      const query = new pg.Query({ ...config, rowMode: 'array', types: RAW_TYPES } as pg.QueryConfig);
+      query.on('row', (row: RawRow) => {
+        if (failure !== undefined) return;
+        try {
+          onRow(row);
+        } catch (err) {
+          failure = err; // thrown inside node-pg's message handler it would escape; report at the end
+        }
+      });
+      query.on('end', () => resolve());
+      query.on('error', reject);
+      client.query(query);
+    });
+  } catch (err) {
+    client.release(err as Error);
+    throw err;
+  }
+  client.release();
+  if (failure !== undefined) throw failure;
 }
 
 async function readFiltered(
@@ -168,18 +206,22 @@ async function readFiltered(
 ): Promise<ReadAllResult & { pending: boolean }> {
   const window = Math.max(maxCount, 10_000);
   const res = await ctx.pool.query<RawRow>({
-    name: 'keel_read_all_filtered',
+    name: 'keel_store_read_all_filtered',
     text: FILTERED_SQL,
     values: [after, maxCount, filter.tenantId ?? null, filter.eventTypes ?? null, filter.categories ?? null, window],
     rowMode: 'array',
     types: RAW_TYPES,
   });
   const events: RecordedEvent[] = [];
-  for (const r of res.rows) if (r[0] !== null) events.push(upcast(ctx, toRecordedEvent(r)));
-  const meta = res.rows[0]!;
-  const scanned = Number(meta[EVENT_COLUMN_COUNT]);
-  const scannedTo = meta[EVENT_COLUMN_COUNT + 1];
-  const cut = meta[EVENT_COLUMN_COUNT + 2] === 't';
+  let meta: RawRow | undefined;
+  for (const r of res.rows) {
+    if (r[0] === null) meta = r;
+    else events.push(upcast(ctx, toRecordedEvent(r)));
+  }
+  events.sort((a, b) => a.globalPosition - b.globalPosition);
+  const scanned = Number(meta![EVENT_COLUMN_COUNT]);
+  const scannedTo = meta![EVENT_COLUMN_COUNT + 1] ?? null;
+  const cut = meta![EVENT_COLUMN_COUNT + 2] === 't';
   if (events.length === maxCount) {
     return { events, position: events[events.length - 1]!.globalPosition, isEnd: false, pending: cut };
   }
@@ -189,7 +231,7 @@ async function readFiltered(
 
 export async function headPosition(ctx: ReadContext): Promise<number> {
   try {
-    const res = await ctx.pool.query<RawRow>({ name: 'keel_head', text: HEAD_SQL, rowMode: 'array', types: RAW_TYPES });
+    const res = await ctx.pool.query<RawRow>({ name: 'keel_store_head', text: HEAD_SQL, rowMode: 'array', types: RAW_TYPES });
     return res.rows.length ? Number(res.rows[0]![0]) : 0;
   } catch (err) {
     throw mapPgError(err, 'headPosition');

@@ -24,7 +24,7 @@ interface StreamState {
 }
 
 async function readState(db: pg.Pool | pg.PoolClient, streamId: string): Promise<StreamState> {
-  const res = await db.query<RawRow>({ name: 'keel_stream_state', text: STATE_SQL, values: [streamId], rowMode: 'array', types: RAW_TYPES });
+  const res = await db.query<RawRow>({ name: 'keel_store_stream_state', text: STATE_SQL, values: [streamId], rowMode: 'array', types: RAW_TYPES });
   const r = res.rows[0]!;
   return {
     revision: r[0] === null ? -1 : Number(r[0]),

@@ -37,10 +37,15 @@ export function createWakeHub(): WakeHub {
   };
 }
 
-/** Sends `NOTIFY keel_events` after commits, never more than one at a time. */
-export function createNotifier(pool: pg.Pool, logger?: Logger) {
+/**
+ * Sends `NOTIFY keel_events` after commits: the first at once, then at most one per
+ * `minGapMs`, covering every commit in between. A NOTIFY is a transaction of its own, with a
+ * commit record to flush: one per append would double the fsyncs of single-event appends.
+ */
+export function createNotifier(pool: pg.Pool, logger?: Logger, minGapMs = 10) {
   let pending = false;
   let running: Promise<void> | undefined;
+  const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
   async function flush(): Promise<void> {
     while (pending) {
       pending = false;
@@ -50,6 +55,7 @@ export function createNotifier(pool: pg.Pool, logger?: Logger) {
         // Only latency is lost: subscribers elsewhere still poll.
         logger?.warn({ err: (err as Error).message }, 'event store: NOTIFY failed');
       }
+      await sleep(minGapMs); // commits meanwhile set pending and ride on the next one
     }
   }
   return {
@@ -104,7 +110,13 @@ export function createListener(pool: pg.Pool, hub: WakeHub, logger?: Logger) {
         await c.query(`listen ${NOTIFY_CHANNEL}`);
         failures = 0;
         if (!wanted) {
-          c.release();
+          // stopped while connecting: leave nothing listening on a pooled connection
+          c.removeListener('notification', onNotification);
+          c.removeListener('error', onError);
+          await c.query(`unlisten ${NOTIFY_CHANNEL}`).then(
+            () => c!.release(),
+            (err: Error) => c!.release(err),
+          );
           return;
         }
         client = c;
@@ -193,6 +205,7 @@ export function subscribe(deps: SubscriptionDeps, options: SubscribeOptions, han
     let position = after;
     let caughtUp = false;
     let failures = 0;
+    let pendingDelay = 5;
     try {
       while (!stopped) {
         woken = false;
@@ -214,9 +227,18 @@ export function subscribe(deps: SubscriptionDeps, options: SubscribeOptions, han
         position = batch.position;
         if (batch.isEnd) {
           caughtUp = true;
-          // Committed events wait behind an older open transaction: look again soon rather
-          // than after a full poll interval (a wake-up for them has already been spent).
-          await sleep(batch.pending ? Math.min(pollMs, 10) : pollMs);
+          if (batch.pending && batch.events.length === 0) {
+            // Committed events wait behind an older open transaction: look again soon rather
+            // than after a full poll interval (their wake-up has been spent), backing off while
+            // that transaction lasts.
+            await sleep(Math.min(pollMs, pendingDelay));
+            pendingDelay = Math.min(pendingDelay * 2, 1000);
+          } else {
+            pendingDelay = 5;
+            await sleep(batch.pending ? Math.min(pollMs, pendingDelay) : pollMs);
+          }
+        } else {
+          pendingDelay = 5;
         }
       }
     } finally {

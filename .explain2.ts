@@ -1,0 +1,11 @@
+import pg from 'pg';
+const c = new pg.Client('postgres://postgres@127.0.0.1:5432/keel_prof'); await c.connect();
+const src = (await import('node:fs')).readFileSync('./shared-events/src/store/postgres/read.ts', 'utf8');
+const { EVENT_COLUMNS } = await import('./shared-events/src/store/postgres/rows.ts');
+const XMIN = '(select pg_snapshot_xmin(pg_current_snapshot()))'; const MAX_INT8 = '9223372036854775807';
+const FILTERED = eval('`' + src.split('const FILTERED_SQL = `')[1]!.split('`;')[0] + '`');
+await c.query(`set jit = off`);
+await c.query(`prepare f as ${FILTERED}`);
+const r = await c.query(`explain analyze execute f(0, 1000, 'x', null, null, 10000)`);
+console.log(r.rows.map((x: any) => x['QUERY PLAN']).join('\n'));
+await c.end();

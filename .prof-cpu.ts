@@ -1,0 +1,23 @@
+import pg from 'pg';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { canonicalHash, createSchemaRegistry, getPostgreSQLEventStore, runMigrations, storeMigrations, streamName } from '@keel/shared-events';
+const admin = 'postgres://postgres@127.0.0.1:5432/postgres';
+const c = new pg.Client(admin); await c.connect(); await c.query('drop database if exists keel_prof with (force)'); await c.query('create database keel_prof'); await c.end();
+const url = 'postgres://postgres@127.0.0.1:5432/keel_prof';
+await runMigrations(url, [storeMigrations]);
+const store = getPostgreSQLEventStore({ connectionString: url, registry: createSchemaRegistry() });
+const t = randomUUID();
+const payloads = Array.from({ length: 1000 }, (_, p) => { const payload = { name: `Customer ${p}`, email: `c${p}@example.com`, tags: ['gold', `segment-${p % 17}`], address: { street: `${p} Main`, city: 'Springfield', zip: String(10000 + p) }, notes: randomBytes(600).toString('base64').slice(0, 800) }; return { payload, hash: canonicalHash(payload) }; });
+const mk = (k: number, ids: boolean) => Array.from({ length: 1000 }, (_, j) => ({ streamId: streamName('record', t, `customer-${(k * 1000 + j) % 10000}`), events: [{ ...(ids ? { eventId: randomUUID() } : {}), type: 'RecordIngested', tenantId: t, actor: { kind: 'apiKey' as const, id: 'k' }, data: { source: 'crm', entityType: 'customer', externalId: String(j), payload: payloads[j]!.payload, receivedVia: 'api', contentHash: payloads[j]!.hash } }] }));
+for (const ids of [false, true]) {
+  const cpu: number[] = [];
+  for (let k = 0; k < 40; k++) {
+    const batch = mk(k + (ids ? 100 : 0), ids);
+    const u0 = process.cpuUsage();
+    await store.appendBatch(batch);
+    const u = process.cpuUsage(u0); cpu.push((u.user + u.system) / 1000);
+  }
+  cpu.sort((a, b) => a - b);
+  console.log(ids ? 'with caller ids' : 'store-generated ids', 'client CPU ms per 1000: min', cpu[0]!.toFixed(1), 'p25', cpu[10]!.toFixed(1), 'median', cpu[20]!.toFixed(1));
+}
+await store.close();

@@ -1,0 +1,12 @@
+import pg from 'pg';
+import pino from 'pino';
+import { createSchemaRegistry, getPostgreSQLEventStore } from '@keel/shared-events';
+import { rebuildProjection } from '@keel/projection-service';
+const url = 'postgres://postgres@127.0.0.1:5432/keel_bench_read_2a6f70c7';
+const store = getPostgreSQLEventStore({ connectionString: url, registry: createSchemaRegistry() });
+const pool = new pg.Pool({ connectionString: url });
+const t = Date.now();
+let last = 0; let phaseT = Date.now();
+const r = await rebuildProjection({ pool, store, logger: pino({ level: 'warn' }) }, 'audit', { onProgress: (p) => { if (p.phase !== 'replaying') { console.log(p.phase, Date.now() - phaseT, 'ms'); phaseT = Date.now(); } } });
+console.log(r, Date.now() - t);
+await pool.end(); await store.close();

@@ -1,0 +1,26 @@
+import pg from 'pg';
+import { createSchemaRegistry, getPostgreSQLEventStore } from '@keel/shared-events';
+import { chainBatch, insertAuditRows } from '../projection-service/src/audit/store.ts';
+const url = 'postgres://postgres@127.0.0.1:5432/keel_bench_read_2a6f70c7';
+const store = getPostgreSQLEventStore({ connectionString: url, registry: createSchemaRegistry() });
+const pool = new pg.Pool({ connectionString: url });
+let t = Date.now(); let after = 0; const all = [];
+for (;;) { const r = await store.readAll({ after, maxCount: 5000 }); all.push(...r.events); after = r.position; if (r.isEnd) break; }
+console.log('readAll', all.length, Date.now() - t, 'ms');
+t = Date.now();
+const rows = chainBatch(all, new Map(), { checkpointEvery: 0 }).rows;
+console.log('chain', Date.now() - t, 'ms');
+const c = await pool.connect();
+await c.query('drop table if exists zz_x; create table zz_x (like audit_events including defaults)');
+t = Date.now();
+for (let i = 0; i < rows.length; i += 5000) await insertAuditRows(c, 'zz_x', rows.slice(i, i + 5000));
+console.log('insert unnest (no index)', Date.now() - t, 'ms');
+await c.query('truncate zz_x; alter table zz_x add primary key (tenant_id, global_position)');
+t = Date.now();
+for (let i = 0; i < rows.length; i += 5000) await insertAuditRows(c, 'zz_x', rows.slice(i, i + 5000));
+console.log('insert unnest (pk)', Date.now() - t, 'ms');
+t = Date.now();
+await c.query('create index on zz_x (tenant_id, type, global_position); create index on zz_x (tenant_id, actor_id, global_position); create index on zz_x (tenant_id, stream_id, global_position); create index on zz_x (tenant_id, correlation_id, global_position); create index on zz_x (tenant_id, recorded_at, global_position)');
+console.log('5 indexes', Date.now() - t, 'ms');
+await c.query('drop table zz_x');
+c.release(); await pool.end(); await store.close();
