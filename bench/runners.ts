@@ -41,7 +41,13 @@ import {
   type KeelRuntime,
   type NewEvent,
 } from '@keel/shared-events';
-import { connectorRunnerMigrations, loadRunnerConfig, runnerMetrics, signatureHeader, startRunners } from '@keel/connector-runners';
+import {
+  connectorRunnerMigrations,
+  loadRunnerConfig,
+  runnerMetrics,
+  signatureHeader,
+  startRunners,
+} from '@keel/connector-runners';
 
 const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
 
@@ -82,7 +88,9 @@ interface Endpoint {
 }
 
 async function startEndpoint(): Promise<Endpoint> {
-  const child: ChildProcess = spawn(process.execPath, ['--input-type=module', '-e', ENDPOINT], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child: ChildProcess = spawn(process.execPath, ['--input-type=module', '-e', ENDPOINT], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const port = await new Promise<number>((res, rej) => {
     child.once('message', (m) => res((m as { port: number }).port));
     child.once('exit', (code) => rej(new Error(`endpoint exited with ${code}`)));
@@ -128,14 +136,29 @@ export default async function runnersBench(args: string[]): Promise<Record<strin
     cleanups.push(() => endpoint.stop());
 
     const master = randomBytes(32);
-    const keyring = createKeyring({ pool, masterKey: { key: master, id: masterKeyId(master), source: 'bench', generated: true } });
+    const keyring = createKeyring({
+      pool,
+      masterKey: { key: master, id: masterKeyId(master), source: 'bench', generated: true },
+    });
     const tenantId = `bench${randomBytes(3).toString('hex')}`;
     const actor = { kind: 'system' as const, id: 'bench' };
     const secret = `whsec_${randomBytes(16).toString('hex')}`;
     const webhookId = uuidv7();
-    await store.appendToStream(`tenant-${tenantId}-${tenantId}`, [{ type: 'TenantCreated', tenantId, actor, data: { name: tenantId } }]);
+    await store.appendToStream(`tenant-${tenantId}-${tenantId}`, [
+      { type: 'TenantCreated', tenantId, actor, data: { name: tenantId } },
+    ]);
     await store.appendToStream(`webhook-${tenantId}-${webhookId}`, [
-      { type: 'WebhookEndpointRegistered', tenantId, actor, data: { webhookId, url: endpoint.url, eventTypes: ['RecordIngested'], secret: await keyring.encryptField(tenantId, secret) } },
+      {
+        type: 'WebhookEndpointRegistered',
+        tenantId,
+        actor,
+        data: {
+          webhookId,
+          url: endpoint.url,
+          eventTypes: ['RecordIngested'],
+          secret: await keyring.encryptField(tenantId, secret),
+        },
+      },
     ]);
     const runtime: KeelRuntime = {
       config: loadBaseConfig({ KEEL_PROFILE: 'postgres', DATABASE_URL: databaseUrl }),
@@ -147,7 +170,11 @@ export default async function runnersBench(args: string[]): Promise<Record<strin
       onClose: () => undefined,
     };
     const config = {
-      ...loadRunnerConfig({ KEEL_RUNNER_PER_DESTINATION: String(concurrency), KEEL_RUNNER_MAX_IN_FLIGHT: '5000', KEEL_RUNNER_POLL_MS: '50' }),
+      ...loadRunnerConfig({
+        KEEL_RUNNER_PER_DESTINATION: String(concurrency),
+        KEEL_RUNNER_MAX_IN_FLIGHT: '5000',
+        KEEL_RUNNER_POLL_MS: '50',
+      }),
     };
     const payload = { blob: 'x'.repeat(Math.max(0, payloadBytes - 20)) };
     const record = (i: number): NewEvent => ({
@@ -155,7 +182,14 @@ export default async function runnersBench(args: string[]): Promise<Record<strin
       tenantId,
       actor,
       correlationId: `c-${i}`,
-      data: { source: 'bench', entityType: 'item', externalId: String(i), payload, receivedVia: 'api', contentHash: canonicalHash(payload) },
+      data: {
+        source: 'bench',
+        entityType: 'item',
+        externalId: String(i),
+        payload,
+        receivedVia: 'api',
+        contentHash: canonicalHash(payload),
+      },
     });
 
     // ---- 1. baseline: the bare client, same requests
@@ -181,7 +215,11 @@ export default async function runnersBench(args: string[]): Promise<Record<strin
     const bus = createPostgresBus({ store, pool, logger, pollIntervalMs: 10 });
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
-    const runners = await startRunners(runtime, bus, { config, openSecret: (t, v) => keyring.decryptField(t, v), runners: ['webhooks'] });
+    const runners = await startRunners(runtime, bus, {
+      config,
+      openSecret: (t, v) => keyring.decryptField(t, v),
+      runners: ['webhooks'],
+    });
     let receivedMs = 0;
     for (;;) {
       const { count } = await endpoint.ask<{ count: number }>('count');
@@ -193,7 +231,9 @@ export default async function runnersBench(args: string[]): Promise<Record<strin
     }
     let recordedMs = 0;
     for (;;) {
-      const r = await pool.query<{ n: string }>(`select count(*) as n from keel_runner_deliveries where state = 'succeeded'`);
+      const r = await pool.query<{ n: string }>(
+        `select count(*) as n from keel_runner_deliveries where state = 'succeeded'`,
+      );
       if (Number(r.rows[0]!.n) >= events) {
         recordedMs = performance.now() - t0;
         break;
@@ -202,7 +242,9 @@ export default async function runnersBench(args: string[]): Promise<Record<strin
     }
     const cpu = process.cpuUsage(cpu0);
     const runnerCpuMs = (cpu.user + cpu.system) / 1000;
-    const outcomeEvents = await pool.query<{ n: string }>(`select count(*) as n from keel_events where type = 'WebhookDeliverySucceeded'`).catch(() => ({ rows: [{ n: 'n/a' }] }));
+    const outcomeEvents = await pool
+      .query<{ n: string }>(`select count(*) as n from keel_events where type = 'WebhookDeliverySucceeded'`)
+      .catch(() => ({ rows: [{ n: 'n/a' }] }));
 
     // ---- 3. latency from append at a paced rate, runners live
     endpoint.tell('measure');
@@ -220,13 +262,20 @@ export default async function runnersBench(args: string[]): Promise<Record<strin
     const sorted = [...warm].sort((a, b) => a - b);
     const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 
-    const deferred = Object.fromEntries(((await runnerMetrics().deferred.get()).values ?? []).map((v) => [String(v.labels.reason), v.value]));
+    const deferred = Object.fromEntries(
+      ((await runnerMetrics().deferred.get()).values ?? []).map((v) => [String(v.labels.reason), v.value]),
+    );
     const received = round((events / receivedMs) * 1000);
     const recorded = round((events / recordedMs) * 1000);
     return {
       postgres: process.env.DATABASE_URL ? 'DATABASE_URL' : 'embedded (.keel-bench/runners)',
       bus: 'postgres (store log)',
-      setup: { events, payloadBytes, concurrencyPerDestination: concurrency, endpoint: 'child process, answers 200 at once' },
+      setup: {
+        events,
+        payloadBytes,
+        concurrencyPerDestination: concurrency,
+        endpoint: 'child process, answers 200 at once',
+      },
       baseline: { client: `undici request, ${concurrency} connections`, requests: events, requestsPerSec: baseline },
       throughput: {
         deliveriesPerSecReceived: received,
@@ -234,7 +283,10 @@ export default async function runnersBench(args: string[]): Promise<Record<strin
         ratioToBareClient: round(recorded / baseline, 3),
         outcomeEventsRecorded: outcomeEvents.rows[0]!.n,
         deferredWithoutAttempt: deferred,
-        runnerProcessCpu: { msPerDelivery: round(runnerCpuMs / events, 3), busyShareOfOneCore: round(runnerCpuMs / recordedMs, 2) },
+        runnerProcessCpu: {
+          msPerDelivery: round(runnerCpuMs / events, 3),
+          busyShareOfOneCore: round(runnerCpuMs / recordedMs, 2),
+        },
         elapsedMs: { received: round(receivedMs), recorded: round(recordedMs) },
       },
       latencyFromAppend: {
@@ -280,14 +332,30 @@ async function bareClient(url: string, body: string, secret: string, n: number, 
   return rate;
 }
 
-async function appendRecords(store: EventStore, n: number, from: number, record: (i: number) => NewEvent): Promise<void> {
+async function appendRecords(
+  store: EventStore,
+  n: number,
+  from: number,
+  record: (i: number) => NewEvent,
+): Promise<void> {
   for (let i = from; i < from + n; i += 1000) {
     const end = Math.min(from + n, i + 1000);
-    await store.appendBatch(Array.from({ length: end - i }, (_, k) => ({ streamId: `record-${record(i + k).tenantId}-item-${i + k}`, events: [record(i + k)] })));
+    await store.appendBatch(
+      Array.from({ length: end - i }, (_, k) => ({
+        streamId: `record-${record(i + k).tenantId}-item-${i + k}`,
+        events: [record(i + k)],
+      })),
+    );
   }
 }
 
-async function paceAppends(store: EventStore, rate: number, seconds: number, from: number, record: (i: number) => NewEvent): Promise<{ appended: number; achievedRate: number }> {
+async function paceAppends(
+  store: EventStore,
+  rate: number,
+  seconds: number,
+  from: number,
+  record: (i: number) => NewEvent,
+): Promise<{ appended: number; achievedRate: number }> {
   const tickMs = 10;
   const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
   const t0 = performance.now();
@@ -307,7 +375,10 @@ async function database(cleanups: (() => Promise<void>)[]): Promise<string> {
   const name = `keel_bench_runners_${randomBytes(4).toString('hex')}`;
   let admin = process.env.DATABASE_URL;
   if (!admin) {
-    const server = await startEmbeddedPostgres({ dataDir: resolve('.keel-bench/runners'), port: Number(process.env.KEEL_BENCH_PG_PORT ?? 54341) });
+    const server = await startEmbeddedPostgres({
+      dataDir: resolve('.keel-bench/runners'),
+      port: Number(process.env.KEEL_BENCH_PG_PORT ?? 54341),
+    });
     cleanups.push(() => server.stop());
     admin = server.adminUrl;
   }

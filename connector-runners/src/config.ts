@@ -18,7 +18,7 @@ import type { BackoffPolicy } from './retry/backoff.ts';
  *   KEEL_RUNNER_BREAKER_FAILURES      5       consecutive failures that open a circuit
  *   KEEL_RUNNER_BREAKER_OPEN_MS       5000    first open period (doubles per failed probe)
  *   KEEL_RUNNER_SHUTDOWN_GRACE_MS     10000   in-flight work gets this long on stop, then is handed back
- *   KEEL_RUNNER_RETENTION_HOURS       24      delivered rows kept (dedupes late bus redeliveries)
+ *   KEEL_RUNNER_RETENTION_HOURS       24      delivered rows and finished runs kept (dedupes late bus redeliveries)
  *   KEEL_RUNNER_BUS_MAX_ATTEMPTS      5       a bus batch that cannot be taken in goes event by event, then to the bus dead letter
  */
 export interface RunnerConfig {
@@ -40,12 +40,15 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerCo
   const r = envReader(env);
   const baseMs = r.int('KEEL_RUNNER_BACKOFF_BASE_MS', 1000, 1, 3_600_000);
   const maxMs = r.int('KEEL_RUNNER_BACKOFF_MAX_MS', 600_000, 1, 86_400_000);
-  if (maxMs < baseMs) r.problems.push(`KEEL_RUNNER_BACKOFF_MAX_MS (${maxMs}) must not be below KEEL_RUNNER_BACKOFF_BASE_MS (${baseMs})`);
+  if (maxMs < baseMs)
+    r.problems.push(`KEEL_RUNNER_BACKOFF_MAX_MS (${maxMs}) must not be below KEEL_RUNNER_BACKOFF_BASE_MS (${baseMs})`);
   const webhookTimeoutMs = r.int('KEEL_RUNNER_WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000);
   const stepTimeoutMs = r.int('KEEL_RUNNER_STEP_TIMEOUT_MS', 10_000, 100, 120_000);
   const leaseMs = r.int('KEEL_RUNNER_LEASE_MS', 60_000, 500, 3_600_000);
   if (leaseMs <= Math.max(webhookTimeoutMs, stepTimeoutMs))
-    r.problems.push(`KEEL_RUNNER_LEASE_MS (${leaseMs}) must exceed the webhook and step timeouts, or live work would be taken over`);
+    r.problems.push(
+      `KEEL_RUNNER_LEASE_MS (${leaseMs}) must exceed the webhook and step timeouts, or live work would be taken over`,
+    );
   const openMs = r.int('KEEL_RUNNER_BREAKER_OPEN_MS', 5_000, 1, 3_600_000);
   const cfg: RunnerConfig = {
     webhookTimeoutMs,

@@ -62,7 +62,10 @@ async function main(): Promise<void> {
   await app.listen({ port: config.port, host: config.host });
   closers.push(() => app.close());
   await runners.ready;
-  logger.info({ port: (app.server.address() as { port: number } | null)?.port, profile: config.profile }, 'connector runners ready');
+  logger.info(
+    { port: (app.server.address() as { port: number } | null)?.port, profile: config.profile },
+    'connector runners ready',
+  );
 }
 
 let stopping = false;
@@ -71,7 +74,8 @@ async function shutdown(signal: string): Promise<void> {
   stopping = true;
   logger.info({ signal }, 'shutting down');
   // Reverse order of start: stop serving, stop the runners (finish or hand back), then the connections.
-  for (const close of closers.reverse()) await close().catch((err: Error) => logger.error({ err: err.message }, 'shutdown step failed'));
+  for (const close of closers.reverse())
+    await close().catch((err: Error) => logger.error({ err: err.message }, 'shutdown step failed'));
   process.exit(0);
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,7 +1,13 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
-import { createAccessGuard, type AccessGuard, type Authenticator, type KeelRuntime, type MigrationSet } from '@keel/shared-events';
+import {
+  createAccessGuard,
+  type AccessGuard,
+  type Authenticator,
+  type KeelRuntime,
+  type MigrationSet,
+} from '@keel/shared-events';
 import { loadRunnerConfig } from './config.ts';
 import { createFlowLookup } from './flows/lookup.ts';
 import { runnerMetrics } from './metrics.ts';
@@ -29,10 +35,17 @@ export interface MountOptions {
  * Mounts the runners' routes (live run log, dry runs) and their metrics on an app built with
  * createBaseApp. The runners themselves are started apart (`startRunners`), in this process or another.
  */
-export async function mountConnectorRunners(app: FastifyInstance, runtime: KeelRuntime, options: MountOptions = {}): Promise<void> {
+export async function mountConnectorRunners(
+  app: FastifyInstance,
+  runtime: KeelRuntime,
+  options: MountOptions = {},
+): Promise<void> {
   const metrics = runnerMetrics();
-  const appMetrics = (app as { metrics?: { getSingleMetric(name: string): unknown; registerMetric(m: never): void } }).metrics;
-  if (appMetrics) for (const m of metrics.registry.getMetricsAsArray()) if (!appMetrics.getSingleMetric(m.name)) appMetrics.registerMetric(m as never);
+  const appMetrics = (app as { metrics?: { getSingleMetric(name: string): unknown; registerMetric(m: never): void } })
+    .metrics;
+  if (appMetrics)
+    for (const m of metrics.registry.getMetricsAsArray())
+      if (!appMetrics.getSingleMetric(m.name)) appMetrics.registerMetric(m as never);
   const config = loadRunnerConfig();
   const openSecret = options.openSecret ?? secretOpener(keyringFor(runtime));
   await app.register(async (scope) => {
@@ -41,9 +54,16 @@ export async function mountConnectorRunners(app: FastifyInstance, runtime: KeelR
       pool: runtime.pool,
       guard:
         options.guard ??
-        (options.authenticator ? createAccessGuard({ authenticator: options.authenticator, store: runtime.store, logger: runtime.logger }) : accessGuardFor(runtime)),
+        (options.authenticator
+          ? createAccessGuard({ authenticator: options.authenticator, store: runtime.store, logger: runtime.logger })
+          : accessGuardFor(runtime)),
       logger: runtime.logger,
-      dryRun: { store: runtime.store, lookup: createFlowLookup(runtime.pool), openSecret, defaultTimeoutMs: config.stepTimeoutMs },
+      dryRun: {
+        store: runtime.store,
+        lookup: createFlowLookup(runtime.pool),
+        openSecret,
+        defaultTimeoutMs: config.stepTimeoutMs,
+      },
       ...(options.ssePollMs !== undefined && { ssePollMs: options.ssePollMs }),
     });
   });

@@ -1,5 +1,12 @@
 import type { FastifyInstance } from 'fastify';
-import { isUuid, NotFoundError, ValidationError, type AccessGuard, type EventStore, type RecordedEvent } from '@keel/shared-events';
+import {
+  isUuid,
+  NotFoundError,
+  ValidationError,
+  type AccessGuard,
+  type EventStore,
+  type RecordedEvent,
+} from '@keel/shared-events';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { dryRunFlowRun, type DryRunDeps } from './flows/dry-run.ts';
@@ -39,7 +46,13 @@ const params = {
 const anyObject = { type: 'object', additionalProperties: true } as const;
 const errorSchema = {
   type: 'object',
-  properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' }, details: {} }, required: ['code', 'message'] } },
+  properties: {
+    error: {
+      type: 'object',
+      properties: { code: { type: 'string' }, message: { type: 'string' }, details: {} },
+      required: ['code', 'message'],
+    },
+  },
   required: ['error'],
 } as const;
 
@@ -68,7 +81,10 @@ export async function registerRunnerRoutes(app: FastifyInstance, deps: RouteDeps
   const maxMs = deps.sseMaxMs ?? 3_600_000;
 
   async function runExists(tenantId: string, runId: string): Promise<boolean> {
-    const r = await deps.pool.query('select 1 from keel_runner_flow_runs where run_id = $1 and tenant_id = $2', [runId, tenantId]);
+    const r = await deps.pool.query('select 1 from keel_runner_flow_runs where run_id = $1 and tenant_id = $2', [
+      runId,
+      tenantId,
+    ]);
     if (r.rowCount) return true;
     return (await deps.store.readStream(runStream(tenantId, runId), { maxCount: 1 })).length > 0;
   }
@@ -79,7 +95,8 @@ export async function registerRunnerRoutes(app: FastifyInstance, deps: RouteDeps
       onRequest: deps.guard.require('dashboard:read'),
       schema: {
         tags: ['runs'],
-        summary: 'Live run log: the run events as Server-Sent Events (text/event-stream), ending after the run finishes',
+        summary:
+          'Live run log: the run events as Server-Sent Events (text/event-stream), ending after the run finishes',
         description:
           'Each frame is `id: <stream revision>`, `event: <type>`, `data: <JSON event>`. Send `Last-Event-ID` to resume after a revision. ' +
           'Steps carry request, response and payload summaries (bodies only when the flow keeps them, redacted).',
@@ -135,7 +152,8 @@ export async function registerRunnerRoutes(app: FastifyInstance, deps: RouteDeps
         }
       } catch (err) {
         req.log.error({ err: (err as Error).message, runId }, 'run log stream failed');
-        if (!closed) res.write(`event: error\ndata: ${JSON.stringify({ message: 'the run log could not be read' })}\n\n`);
+        if (!closed)
+          res.write(`event: error\ndata: ${JSON.stringify({ message: 'the run log could not be read' })}\n\n`);
       } finally {
         res.end();
       }
@@ -148,7 +166,8 @@ export async function registerRunnerRoutes(app: FastifyInstance, deps: RouteDeps
       onRequest: deps.guard.require('stream:read'),
       schema: {
         tags: ['runs'],
-        summary: 'Re-run a recorded flow run against its recorded input, with destination side effects captured instead of performed, and compare with the original',
+        summary:
+          'Re-run a recorded flow run against its recorded input, with destination side effects captured instead of performed, and compare with the original',
         description:
           'Nothing is sent and nothing is written: HTTP requests and database upserts are captured (credentials redacted). ' +
           '`version` runs another version of the flow against the same input (default: the version the run used).',

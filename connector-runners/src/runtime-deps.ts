@@ -26,7 +26,8 @@ export function keyringFor(runtime: KeelRuntime): Keyring {
  * only here. A value the writer did not encrypt is used as it is (the event contract allows both).
  */
 export function secretOpener(keyring: Keyring): SecretOpener {
-  return (tenantId, value) => (isEncryptedField(value) ? keyring.decryptField(tenantId, value) : Promise.resolve(value));
+  return (tenantId, value) =>
+    isEncryptedField(value) ? keyring.decryptField(tenantId, value) : Promise.resolve(value);
 }
 
 export function accessGuardFor(runtime: KeelRuntime): AccessGuard {

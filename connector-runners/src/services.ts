@@ -38,30 +38,55 @@ export async function loadBreakers(
   logger: Logger,
   metrics: RunnerMetrics,
 ): Promise<BreakerRegistry> {
-  const { rows } = await pool.query<{ destination: string; state: BreakerState; consecutive_failures: number; open_until: Date | null; open_ms: number }>(
+  const { rows } = await pool.query<{
+    destination: string;
+    state: BreakerState;
+    consecutive_failures: number;
+    open_until: Date | null;
+    open_ms: number;
+  }>(
     `select destination, state, consecutive_failures, open_until, open_ms from keel_runner_breakers where state <> 'closed'`,
   );
   const restore = new Map<string, BreakerSnapshot>(
-    rows.map((r) => [r.destination, { state: r.state === 'half_open' ? 'open' : r.state, consecutiveFailures: r.consecutive_failures, openUntil: r.open_until?.getTime() ?? 0, openMs: r.open_ms }]),
+    rows.map((r) => [
+      r.destination,
+      {
+        state: r.state === 'half_open' ? 'open' : r.state,
+        consecutiveFailures: r.consecutive_failures,
+        openUntil: r.open_until?.getTime() ?? 0,
+        openMs: r.open_ms,
+      },
+    ]),
   );
   const counts: Record<BreakerState, number> = { closed: 0, open: 0, half_open: 0 };
   for (const s of restore.values()) counts[s.state]++;
   for (const [state, n] of Object.entries(counts)) metrics.circuits.set({ state }, n);
+  let persisted: Promise<void> = Promise.resolve();
   return createBreakerRegistry(
     config.breaker,
     (destination, from, to, snap) => {
       metrics.circuits.dec({ state: from });
       metrics.circuits.inc({ state: to });
       // The destination names a tenant and an origin, never a path or credentials.
-      logger.warn({ tenantId: destination.split('|')[0], destination, from, to, consecutiveFailures: snap.consecutiveFailures }, 'circuit state changed');
-      pool
-        .query(
-          `insert into keel_runner_breakers (destination, state, consecutive_failures, open_until, open_ms) values ($1, $2, $3, $4, $5)
+      logger.warn(
+        { tenantId: destination.split('|')[0], destination, from, to, consecutiveFailures: snap.consecutiveFailures },
+        'circuit state changed',
+      );
+      // Transitions are written one after another: two in flight at once could land out of order
+      // and leave a closed circuit recorded as half-open.
+      persisted = persisted.then(() =>
+        pool
+          .query(
+            `insert into keel_runner_breakers (destination, state, consecutive_failures, open_until, open_ms) values ($1, $2, $3, $4, $5)
            on conflict (destination) do update set state = excluded.state, consecutive_failures = excluded.consecutive_failures,
              open_until = excluded.open_until, open_ms = excluded.open_ms, updated_at = now()`,
-          [destination, to, snap.consecutiveFailures, snap.openUntil ? new Date(snap.openUntil) : null, snap.openMs],
-        )
-        .catch((err: Error) => logger.error({ destination, err: err.message }, 'could not persist circuit state'));
+            [destination, to, snap.consecutiveFailures, snap.openUntil ? new Date(snap.openUntil) : null, snap.openMs],
+          )
+          .then(
+            () => undefined,
+            (err: Error) => logger.error({ destination, err: err.message }, 'could not persist circuit state'),
+          ),
+      );
     },
     restore,
   );
@@ -71,7 +96,8 @@ export function createLimiter(config: RunnerConfig): KeyedLimiter {
   return createKeyedLimiter(config.perDestination);
 }
 
-export type GuardResult<T> = { ran: true; value: T } | { ran: false; retryAt: number; reason: 'circuit_open' | 'destination_busy' };
+export type GuardResult<T> =
+  { ran: true; value: T } | { ran: false; retryAt: number; reason: 'circuit_open' | 'destination_busy' };
 
 /**
  * Calls a destination under its concurrency limit and circuit breaker. A busy destination gets an
@@ -84,11 +110,11 @@ export function guardedCall(services: Pick<RunnerServices, 'breakers' | 'limiter
   const { config } = services;
   // How long a queued call may wait must stay well inside the lease, or its work would be taken
   // over while still queued. The queue a destination gets is sized from its observed latency
-  // (an EWMA; a destination not yet seen is assumed to take a second): a fast endpoint can
+  // (an EWMA; a destination not yet seen is assumed to answer in 100 ms): a fast endpoint can
   // queue up to the runner's whole in-flight capacity, a slow one a few rounds. Deferring work for
   // a destination that is merely busy costs two database writes and buys nothing, so it is kept
   // for destinations whose queue would outlast the lease.
-  const assumedMs = Math.min(1_000, Math.max(config.webhookTimeoutMs, config.stepTimeoutMs));
+  const assumedMs = Math.min(100, Math.max(config.webhookTimeoutMs, config.stepTimeoutMs));
   const latency = new Map<string, number>();
   const maxWaiting = (destination: string): number => {
     const ms = Math.max(1, latency.get(destination) ?? assumedMs);
@@ -100,7 +126,10 @@ export function guardedCall(services: Pick<RunnerServices, 'breakers' | 'limiter
     latency.set(destination, prev === undefined ? ms : prev * 0.8 + ms * 0.2);
     if (latency.size > 50_000) latency.clear();
   };
-  return async <T>(destination: string, call: () => Promise<{ value: T; healthy: boolean }>): Promise<GuardResult<T>> => {
+  return async <T>(
+    destination: string,
+    call: () => Promise<{ value: T; healthy: boolean }>,
+  ): Promise<GuardResult<T>> => {
     let release = services.limiter.tryAcquire(destination);
     if (!release) {
       if (services.limiter.waiting(destination) >= maxWaiting(destination)) {

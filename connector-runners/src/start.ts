@@ -1,12 +1,19 @@
-import { runner, type BusBatch, type BusConsumer, type BusHandler, type EventBus, type KeelRuntime } from '@keel/shared-events';
+import {
+  runner,
+  type BusBatch,
+  type BusConsumer,
+  type BusHandler,
+  type EventBus,
+  type KeelRuntime,
+} from '@keel/shared-events';
 import type { Logger } from 'pino';
 import { loadRunnerConfig, type RunnerConfig } from './config.ts';
-import { createFlowRunner, FLOW_GROUP, type FlowRunner } from './flows/runner.ts';
+import { createFlowRunner, FLOW_GROUP, NEVER_TRIGGERS, type FlowRunner } from './flows/runner.ts';
 import { createHttpClient } from './http/client.ts';
 import { runnerMetrics } from './metrics.ts';
 import { keyringFor, secretOpener } from './runtime-deps.ts';
 import { createLimiter, loadBreakers, newInstanceId, type RunnerServices, type SecretOpener } from './services.ts';
-import { createWebhookRunner, WEBHOOK_GROUP, type WebhookRunner } from './webhooks/runner.ts';
+import { createWebhookRunner, DELIVERY_OUTCOMES, WEBHOOK_GROUP, type WebhookRunner } from './webhooks/runner.ts';
 
 export interface StartRunnersOptions {
   /** Default: from the environment (loadRunnerConfig). */
@@ -48,7 +55,10 @@ function resilient(group: string, intake: BusHandler, bus: EventBus, logger: Log
   // the event) must not cost an event, so its dead letter is refused and the event comes again.
   let lastWasTransient = false;
   const deadLetters: Pick<EventBus, 'deadLetter'> = {
-    deadLetter: (entry) => (lastWasTransient ? Promise.reject(new Error('transient failure: retried, not dead-lettered')) : bus.deadLetter(entry)),
+    deadLetter: (entry) =>
+      lastWasTransient
+        ? Promise.reject(new Error('transient failure: retried, not dead-lettered'))
+        : bus.deadLetter(entry),
   };
   const perEvent = runner({
     name: group,
@@ -58,7 +68,13 @@ function resilient(group: string, intake: BusHandler, bus: EventBus, logger: Log
     logger,
     handle: async (event) => {
       try {
-        await intake({ group, events: [event], lane: 'single', heartbeat: async () => undefined, isRunning: () => true } satisfies BusBatch);
+        await intake({
+          group,
+          events: [event],
+          lane: 'single',
+          heartbeat: async () => undefined,
+          isRunning: () => true,
+        } satisfies BusBatch);
         lastWasTransient = false;
       } catch (err) {
         lastWasTransient = !isDataError(err);
@@ -74,7 +90,10 @@ function resilient(group: string, intake: BusHandler, bus: EventBus, logger: Log
       return ack;
     } catch (err) {
       failures++;
-      logger.error({ group, tenantId: batch.events[0]?.tenantId, failures, err: (err as Error).message }, 'bus batch not taken in');
+      logger.error(
+        { group, tenantId: batch.events[0]?.tenantId, failures, err: (err as Error).message },
+        'bus batch not taken in',
+      );
       if (!isDataError(err) || failures < 3) throw err;
       failures = 0;
       return perEvent(batch);
@@ -82,7 +101,11 @@ function resilient(group: string, intake: BusHandler, bus: EventBus, logger: Log
   };
 }
 
-export async function startRunners(runtime: KeelRuntime, bus: EventBus, options: StartRunnersOptions = {}): Promise<RunnersHandle> {
+export async function startRunners(
+  runtime: KeelRuntime,
+  bus: EventBus,
+  options: StartRunnersOptions = {},
+): Promise<RunnersHandle> {
   const config = options.config ?? loadRunnerConfig();
   const logger = runtime.logger.child({ service: 'connector-runners' });
   const metrics = runnerMetrics();
@@ -100,6 +123,13 @@ export async function startRunners(runtime: KeelRuntime, bus: EventBus, options:
     metrics,
   };
   const which = new Set(options.runners ?? ['webhooks', 'flows']);
+  // The runners' own outcome events come back through the bus; they matter to neither group (the
+  // redrive event does), so the bus leaves them out: on the PostgreSQL bus they are not even read.
+  // Only with a registry that lists its types: an include-list must not miss a type.
+  const registry = runtime.registry as { eventTypes?: () => string[] };
+  const allTypes = typeof registry.eventTypes === 'function' ? registry.eventTypes() : undefined;
+  const webhookFilter = allTypes && { eventTypes: allTypes.filter((t) => !DELIVERY_OUTCOMES.includes(t)) };
+  const flowFilter = allTypes && { eventTypes: allTypes.filter((t) => !NEVER_TRIGGERS.has(t)) };
   const consumers: BusConsumer[] = [];
   const handle: { webhooks?: WebhookRunner; flows?: FlowRunner } = {};
   try {
@@ -107,13 +137,27 @@ export async function startRunners(runtime: KeelRuntime, bus: EventBus, options:
       const webhooks = createWebhookRunner(svc);
       webhooks.start();
       handle.webhooks = webhooks;
-      consumers.push(await bus.consume({ group: WEBHOOK_GROUP, maxBatchSize: 2000, handler: resilient(WEBHOOK_GROUP, webhooks.intake, bus, logger, config.busMaxAttempts) }));
+      consumers.push(
+        await bus.consume({
+          group: WEBHOOK_GROUP,
+          ...(webhookFilter && { filter: webhookFilter }),
+          maxBatchSize: 2000,
+          handler: resilient(WEBHOOK_GROUP, webhooks.intake, bus, logger, config.busMaxAttempts),
+        }),
+      );
     }
     if (which.has('flows')) {
       const flows = createFlowRunner(svc);
       flows.start();
       handle.flows = flows;
-      consumers.push(await bus.consume({ group: FLOW_GROUP, maxBatchSize: 1000, handler: resilient(FLOW_GROUP, flows.intake, bus, logger, config.busMaxAttempts) }));
+      consumers.push(
+        await bus.consume({
+          group: FLOW_GROUP,
+          ...(flowFilter && { filter: flowFilter }),
+          maxBatchSize: 1000,
+          handler: resilient(FLOW_GROUP, flows.intake, bus, logger, config.busMaxAttempts),
+        }),
+      );
     }
   } catch (err) {
     await Promise.allSettled(consumers.map((c) => c.stop()));

@@ -11,7 +11,12 @@ export interface WorkLoop {
   stop(): Promise<void>;
 }
 
-export function startWorkLoop(options: { name: string; pollMs: number; logger: Logger; tick: () => Promise<boolean> }): WorkLoop {
+export function startWorkLoop(options: {
+  name: string;
+  pollMs: number;
+  logger: Logger;
+  tick: () => Promise<boolean>;
+}): WorkLoop {
   let stopped = false;
   let wake: (() => void) | undefined;
   let kicked = false;

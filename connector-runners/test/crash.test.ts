@@ -8,7 +8,19 @@ import pg from 'pg';
 import { uuidv7, type EventBus } from '@keel/shared-events';
 import { freshDatabase } from '../../test/support.ts';
 import { deliveryIdOf, runIdOf, startRunners, type RunnersHandle } from '../src/index.ts';
-import { append, createTenant, eventsOfType, eventually, ingest, openSecretOf, postgresBusKind, registerWebhook, testConfig, world, type World } from './harness.ts';
+import {
+  append,
+  createTenant,
+  eventsOfType,
+  eventually,
+  ingest,
+  openSecretOf,
+  postgresBusKind,
+  registerWebhook,
+  testConfig,
+  world,
+  type World,
+} from './harness.ts';
 import { answer, startServer, type TestServer } from './servers.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -40,7 +52,9 @@ describe('crash recovery (a real runner process killed mid-work)', () => {
   });
 
   /** Runs connector-runners/src/main.ts until it kills itself at `failpoint`; resolves with how it ended. */
-  function runUntilCrash(failpoint: string): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  function runUntilCrash(
+    failpoint: string,
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
     const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
       env: {
         ...process.env,
@@ -107,12 +121,26 @@ describe('crash recovery (a real runner process killed mid-work)', () => {
     try {
       await sink.query(`create table contacts (id text primary key, name text)`);
       await sink.query(`create table write_log (id text, op text)`);
-      await sink.query(`create function log_write() returns trigger language plpgsql as $$ begin insert into write_log values (new.id, tg_op); return new; end $$`);
-      await sink.query(`create trigger contacts_writes after insert or update on contacts for each row execute function log_write()`);
+      await sink.query(
+        `create function log_write() returns trigger language plpgsql as $$ begin insert into write_log values (new.id, tg_op); return new; end $$`,
+      );
+      await sink.query(
+        `create trigger contacts_writes after insert or update on contacts for each row execute function log_write()`,
+      );
       const db = uuidv7();
       const flowId = uuidv7();
       await append(w, `connector-${tenant}-${db}`, [
-        { type: 'ConnectorInstalled', tenantId: tenant, data: { connectorId: db, kind: 'postgres', name: 'db', config: {}, credentials: await w.keyring.encryptField(tenant, sinkUrl) } },
+        {
+          type: 'ConnectorInstalled',
+          tenantId: tenant,
+          data: {
+            connectorId: db,
+            kind: 'postgres',
+            name: 'db',
+            config: {},
+            credentials: await w.keyring.encryptField(tenant, sinkUrl),
+          },
+        },
       ]);
       await append(w, `flow-${tenant}-${flowId}`, [
         {
@@ -121,7 +149,13 @@ describe('crash recovery (a real runner process killed mid-work)', () => {
           data: {
             flowId,
             name: 'sink',
-            definition: { trigger: { eventType: 'RecordIngested' }, steps: [{ type: 'transform', expression: '{ "id": data.externalId, "name": data.payload.name }' }, { type: 'postgres', connectorId: db, table: 'contacts', key: ['id'] }] },
+            definition: {
+              trigger: { eventType: 'RecordIngested' },
+              steps: [
+                { type: 'transform', expression: '{ "id": data.externalId, "name": data.payload.name }' },
+                { type: 'postgres', connectorId: db, table: 'contacts', key: ['id'] },
+              ],
+            },
           },
         },
         { type: 'FlowEnabled', tenantId: tenant, data: { flowId } },

@@ -59,10 +59,17 @@ export async function world(prefix = 'runners'): Promise<World> {
   const registry = createSchemaRegistry();
   const store = getPostgreSQLEventStore({ connectionString: url, registry });
   const master = randomBytes(32);
-  const keyring = createKeyring({ pool, masterKey: { key: master, id: masterKeyId(master), source: 'test', generated: true } });
+  const keyring = createKeyring({
+    pool,
+    masterKey: { key: master, id: masterKeyId(master), source: 'test', generated: true },
+  });
   const closers: (() => Promise<void>)[] = [];
   const runtime: KeelRuntime = {
-    config: loadBaseConfig({ KEEL_PROFILE: 'postgres', DATABASE_URL: url, KEEL_DATA_DIR: `.keel-test/runners-${randomBytes(3).toString('hex')}` }),
+    config: loadBaseConfig({
+      KEEL_PROFILE: 'postgres',
+      DATABASE_URL: url,
+      KEEL_DATA_DIR: `.keel-test/runners-${randomBytes(3).toString('hex')}`,
+    }),
     databaseUrl: url,
     pool,
     store,
@@ -95,7 +102,13 @@ export interface BusKind {
 export const postgresBusKind: BusKind = {
   name: 'postgres',
   open: async (w) => {
-    const bus = createPostgresBus({ store: w.store, pool: w.pool, logger: testLogger, pollIntervalMs: 10, leaseTtlMs: 2_000 });
+    const bus = createPostgresBus({
+      store: w.store,
+      pool: w.pool,
+      logger: testLogger,
+      pollIntervalMs: 10,
+      leaseTtlMs: 2_000,
+    });
     return { bus, close: () => bus.close() };
   },
 };
@@ -111,9 +124,24 @@ export function kafkaBusKind(brokers: string[]): BusKind {
         topic = `keel.test.runners.${Date.now().toString(36)}.${randomBytes(3).toString('hex')}`;
         topics.set(w, topic);
       }
-      const bus = createKafkaBus({ brokers, topic, deadLetterTopic: `${topic}.dlq`, logger: testLogger, sessionTimeoutMs: 6_000 });
+      const bus = createKafkaBus({
+        brokers,
+        topic,
+        deadLetterTopic: `${topic}.dlq`,
+        logger: testLogger,
+        sessionTimeoutMs: 6_000,
+      });
       await bus.ensureTopics();
-      const relay = startRelay({ store: w.store, pool: w.pool, brokers, topic, logger: testLogger, registry: new Registry(), pollIntervalMs: 5, leaseTtlMs: 3_000 });
+      const relay = startRelay({
+        store: w.store,
+        pool: w.pool,
+        brokers,
+        topic,
+        logger: testLogger,
+        registry: new Registry(),
+        pollIntervalMs: 5,
+        leaseTtlMs: 3_000,
+      });
       await relay.activated;
       return {
         bus,
@@ -155,31 +183,56 @@ export async function append(w: World, streamId: string, events: Omit<NewEvent, 
 }
 
 export async function createTenant(w: World, tenantId = `t${randomBytes(4).toString('hex')}`): Promise<string> {
-  const events = await append(w, `tenant-${tenantId}-${tenantId}`, [{ type: 'TenantCreated', tenantId, data: { name: tenantId } }]);
+  const events = await append(w, `tenant-${tenantId}-${tenantId}`, [
+    { type: 'TenantCreated', tenantId, data: { name: tenantId } },
+  ]);
   await applyAuthEvents(w.pool, events);
   return tenantId;
 }
 
 /** An API key of the tenant with a role, usable as `Authorization: Bearer <key>` on the routes. */
-export async function apiKey(w: World, tenantId: string, role: 'owner' | 'viewer' | 'operator' = 'owner'): Promise<string> {
+export async function apiKey(
+  w: World,
+  tenantId: string,
+  role: 'owner' | 'viewer' | 'operator' = 'owner',
+): Promise<string> {
   const issued = newApiKey();
   const events = await append(w, `access-${tenantId}-${tenantId}`, [
-    { type: 'ApiKeyIssued', tenantId, data: { keyId: issued.keyId, name: 'test', role, secretHash: await hashSecret(issued.secret) } },
+    {
+      type: 'ApiKeyIssued',
+      tenantId,
+      data: { keyId: issued.keyId, name: 'test', role, secretHash: await hashSecret(issued.secret) },
+    },
   ]);
   await applyAuthEvents(w.pool, events);
   return issued.apiKey;
 }
 
-export async function registerWebhook(w: World, tenantId: string, url: string, eventTypes: string[] = ['RecordIngested']): Promise<{ webhookId: string; secret: string }> {
+export async function registerWebhook(
+  w: World,
+  tenantId: string,
+  url: string,
+  eventTypes: string[] = ['RecordIngested'],
+): Promise<{ webhookId: string; secret: string }> {
   const webhookId = uuidv7();
   const secret = `whsec_${randomBytes(16).toString('hex')}`;
   await append(w, `webhook-${tenantId}-${webhookId}`, [
-    { type: 'WebhookEndpointRegistered', tenantId, data: { webhookId, url, eventTypes, secret: await w.keyring.encryptField(tenantId, secret) } },
+    {
+      type: 'WebhookEndpointRegistered',
+      tenantId,
+      data: { webhookId, url, eventTypes, secret: await w.keyring.encryptField(tenantId, secret) },
+    },
   ]);
   return { webhookId, secret };
 }
 
-export function recordEvent(tenantId: string, externalId: string, payload: Record<string, unknown> = { n: externalId }, source = 'crm', entityType = 'contact'): Omit<NewEvent, 'actor'> {
+export function recordEvent(
+  tenantId: string,
+  externalId: string,
+  payload: Record<string, unknown> = { n: externalId },
+  source = 'crm',
+  entityType = 'contact',
+): Omit<NewEvent, 'actor'> {
   return {
     type: 'RecordIngested',
     tenantId,
@@ -188,7 +241,14 @@ export function recordEvent(tenantId: string, externalId: string, payload: Recor
   };
 }
 
-export async function ingest(w: World, tenantId: string, externalIds: string[], payload?: (id: string) => Record<string, unknown>, source = 'crm', entityType = 'contact'): Promise<RecordedEvent[]> {
+export async function ingest(
+  w: World,
+  tenantId: string,
+  externalIds: string[],
+  payload?: (id: string) => Record<string, unknown>,
+  source = 'crm',
+  entityType = 'contact',
+): Promise<RecordedEvent[]> {
   const r = await w.store.appendBatch(
     externalIds.map((id) => ({
       streamId: `record-${tenantId}-${entityType}-${id}`,
@@ -205,7 +265,11 @@ export async function eventsOfType(w: World, types: string[], tenantId?: string)
   const out: RecordedEvent[] = [];
   let after = 0;
   for (;;) {
-    const r = await w.store.readAll({ after, maxCount: 5000, filter: { eventTypes: types, ...(tenantId && { tenantId }) } });
+    const r = await w.store.readAll({
+      after,
+      maxCount: 5000,
+      filter: { eventTypes: types, ...(tenantId && { tenantId }) },
+    });
     out.push(...r.events);
     after = r.position;
     if (r.isEnd || !r.events.length) break;
@@ -214,7 +278,11 @@ export async function eventsOfType(w: World, types: string[], tenantId?: string)
 }
 
 /** Polls until `check` returns a value (not undefined/false); fails with `what` after `timeoutMs`. */
-export async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  timeoutMs = 20_000,
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -224,7 +292,8 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     } catch (e) {
       last = e;
     }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() > until)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, 25));
   }
 }

@@ -17,7 +17,14 @@ describe('HTTP delivery client against real local servers', () => {
 
   it('a 2xx answer: status, captured body prefix, sizes', async () => {
     server.behave(answer(201, '{"ok":true,"padding":"xxxxxxxxxxxxxxxx"}', { 'content-type': 'application/json' }));
-    const r = await client.send({ method: 'POST', url: `${server.url}/hook`, headers: { 'content-type': 'application/json', 'x-a': '1' }, body: '{"n":1}', timeoutMs: 5000, captureBytes: 11 });
+    const r = await client.send({
+      method: 'POST',
+      url: `${server.url}/hook`,
+      headers: { 'content-type': 'application/json', 'x-a': '1' },
+      body: '{"n":1}',
+      timeoutMs: 5000,
+      captureBytes: 11,
+    });
     expect(r.kind).toBe('response');
     if (r.kind !== 'response') return;
     expect(r.status).toBe(201);
@@ -54,9 +61,13 @@ describe('HTTP delivery client against real local servers', () => {
 
   it('a slow answer within the timeout succeeds; past it, it is a timeout', async () => {
     server.behave(slow(150));
-    expect(await client.send({ method: 'POST', url: server.url, headers: {}, body: 'x', timeoutMs: 5000 })).toMatchObject({ kind: 'response', status: 200 });
+    expect(
+      await client.send({ method: 'POST', url: server.url, headers: {}, body: 'x', timeoutMs: 5000 }),
+    ).toMatchObject({ kind: 'response', status: 200 });
     server.behave(slow(2000));
-    expect(await client.send({ method: 'POST', url: server.url, headers: {}, body: 'x', timeoutMs: 200 })).toMatchObject({ kind: 'timeout' });
+    expect(
+      await client.send({ method: 'POST', url: server.url, headers: {}, body: 'x', timeoutMs: 200 }),
+    ).toMatchObject({ kind: 'timeout' });
   });
 
   it('a body that stalls mid-answer times out too', async () => {
@@ -80,7 +91,13 @@ describe('HTTP delivery client against real local servers', () => {
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
     const port = (probe.address() as { port: number }).port;
     await new Promise<void>((r) => probe.close(() => r()));
-    const r = await client.send({ method: 'POST', url: `http://127.0.0.1:${port}/`, headers: {}, body: 'x', timeoutMs: 5000 });
+    const r = await client.send({
+      method: 'POST',
+      url: `http://127.0.0.1:${port}/`,
+      headers: {},
+      body: 'x',
+      timeoutMs: 5000,
+    });
     expect(r).toMatchObject({ kind: 'connection', code: 'ECONNREFUSED' });
   });
 

@@ -30,7 +30,12 @@ describe('recording delivery outcomes', () => {
     const b = outcome(tenant, webhookId, uuidv7(), 1);
     const c = outcome(tenant, webhookId, uuidv7(), 2);
     await w.store.appendToStream(stream, [a]);
-    await expect(w.store.appendBatch([{ streamId: stream, events: [a] }, { streamId: stream, events: [b] }])).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
+    await expect(
+      w.store.appendBatch([
+        { streamId: stream, events: [a] },
+        { streamId: stream, events: [b] },
+      ]),
+    ).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
     await appendOutcomesWith(w.store, [
       { streamId: stream, events: [a] },
       { streamId: stream, events: [b] },
@@ -39,7 +44,10 @@ describe('recording delivery outcomes', () => {
     const stored = await w.store.readStream(stream);
     expect(stored.map((e) => e.eventId)).toEqual([a.eventId!, b.eventId!, c.eventId!]);
     // and the whole group again is an exact retry
-    await appendOutcomesWith(w.store, [{ streamId: stream, events: [a] }, { streamId: stream, events: [b] }]);
+    await appendOutcomesWith(w.store, [
+      { streamId: stream, events: [a] },
+      { streamId: stream, events: [b] },
+    ]);
     expect(await w.store.readStream(stream)).toHaveLength(3);
   });
 });

@@ -30,7 +30,10 @@ describe('backoff with jitter', () => {
 
   it('honours a longer Retry-After, capped at maxMs, and ignores a shorter one', () => {
     expect(decideRetry(policy, 1, { retryAfterMs: 30_000, random: () => 0 })).toEqual({ retry: true, delayMs: 30_000 });
-    expect(decideRetry(policy, 1, { retryAfterMs: 3_600_000, random: () => 0 })).toEqual({ retry: true, delayMs: 60_000 });
+    expect(decideRetry(policy, 1, { retryAfterMs: 3_600_000, random: () => 0 })).toEqual({
+      retry: true,
+      delayMs: 60_000,
+    });
     expect(decideRetry(policy, 3, { retryAfterMs: 10, random: () => 0 })).toEqual({ retry: true, delayMs: 2000 });
   });
 
@@ -46,7 +49,13 @@ describe('backoff with jitter', () => {
 });
 
 describe('circuit breaker', () => {
-  const opts: BreakerOptions = { failureThreshold: 3, openMs: 1000, maxOpenMs: 8000, halfOpenProbes: 1, closeAfterSuccesses: 1 };
+  const opts: BreakerOptions = {
+    failureThreshold: 3,
+    openMs: 1000,
+    maxOpenMs: 8000,
+    halfOpenProbes: 1,
+    closeAfterSuccesses: 1,
+  };
 
   it('opens after consecutive failures, refuses until openMs, then lets one probe through', () => {
     const transitions: string[] = [];
@@ -101,11 +110,20 @@ describe('circuit breaker', () => {
   });
 
   it('the registry keeps one breaker per destination and restores a snapshot', () => {
-    const r = createBreakerRegistry(opts, undefined, new Map([['a', { state: 'open', consecutiveFailures: 3, openUntil: 5000, openMs: 1000 }]]));
+    const r = createBreakerRegistry(
+      opts,
+      undefined,
+      new Map([['a', { state: 'open', consecutiveFailures: 3, openUntil: 5000, openMs: 1000 }]]),
+    );
     expect(r.get('a').state(0)).toBe('open');
     expect(r.get('b').state(0)).toBe('closed');
     expect(r.get('a')).toBe(r.get('a'));
-    expect(r.entries().map((b) => b.key).sort()).toEqual(['a', 'b']);
+    expect(
+      r
+        .entries()
+        .map((b) => b.key)
+        .sort(),
+    ).toEqual(['a', 'b']);
   });
 });
 

@@ -26,7 +26,15 @@ describe('webhook signatures', () => {
     const now = 1714564800_000;
     const good = signatureHeader(secret, body, 1714564800).split('v1=')[1]!;
     expect(verifySignature(secret, body, `t=1714564800,v1=${'0'.repeat(64)},v1=${good}`, { now }).ok).toBe(true);
-    for (const bad of [undefined, '', 't=abc,v1=00', `v1=${good}`, 't=1714564800', `t=1714564800,v1=${good.slice(2)}`, 'garbage'])
+    for (const bad of [
+      undefined,
+      '',
+      't=abc,v1=00',
+      `v1=${good}`,
+      't=1714564800',
+      `t=1714564800,v1=${good.slice(2)}`,
+      'garbage',
+    ])
       expect(verifySignature(secret, body, bad, { now })).toEqual({ ok: false, reason: 'malformed' });
   });
 });

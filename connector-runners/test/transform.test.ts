@@ -7,17 +7,28 @@ import { canonical, fingerprint, redact, redactHeaders, redactUrl } from '../src
 const event = {
   type: 'RecordIngested',
   tenantId: 't1',
-  data: { source: 'crm', entityType: 'contact', externalId: 'c-42', payload: { first: 'Ada', last: 'Lovelace', tags: ['a', 'b'], score: 3 } },
+  data: {
+    source: 'crm',
+    entityType: 'contact',
+    externalId: 'c-42',
+    payload: { first: 'Ada', last: 'Lovelace', tags: ['a', 'b'], score: 3 },
+  },
 };
 
 describe('JSONata transform', () => {
   it('evaluates an expression to plain JSON', async () => {
-    const e = compileExpression(`{ "id": data.externalId, "name": data.payload.first & " " & data.payload.last, "tags": data.payload.tags, "double": data.payload.score * 2 }`);
+    const e = compileExpression(
+      `{ "id": data.externalId, "name": data.payload.first & " " & data.payload.last, "tags": data.payload.tags, "double": data.payload.score * 2 }`,
+    );
     expect(await e.evaluate(event)).toEqual({ id: 'c-42', name: 'Ada Lovelace', tags: ['a', 'b'], double: 6 });
   });
 
   it('a declarative mapping has the same power (each leaf is an expression, nesting builds objects)', async () => {
-    const m = compileMapping({ id: 'data.externalId', person: { name: 'data.payload.first & " " & data.payload.last', tagCount: '$count(data.payload.tags)' }, missing: 'data.nothing' });
+    const m = compileMapping({
+      id: 'data.externalId',
+      person: { name: 'data.payload.first & " " & data.payload.last', tagCount: '$count(data.payload.tags)' },
+      missing: 'data.nothing',
+    });
     expect(await m.evaluate(event)).toEqual({ id: 'c-42', person: { name: 'Ada Lovelace', tagCount: 2 } });
   });
 
@@ -40,7 +51,11 @@ describe('JSONata transform', () => {
   });
 
   it('a runaway expression is stopped by the guardrails, not left to spin', async () => {
-    const e = compileExpression('($f := function($n) { $f($n + 1) }; $f(0))', 'expression', { timeoutMs: 200, maxDepth: 200, maxSequence: 1000 });
+    const e = compileExpression('($f := function($n) { $f($n + 1) }; $f(0))', 'expression', {
+      timeoutMs: 200,
+      maxDepth: 200,
+      maxSequence: 1000,
+    });
     await expect(e.evaluate({})).rejects.toBeInstanceOf(TransformError);
     const big = compileExpression('[1..100000]', 'expression', { timeoutMs: 1000, maxDepth: 100, maxSequence: 1000 });
     await expect(big.evaluate({})).rejects.toBeInstanceOf(TransformError);
@@ -51,9 +66,15 @@ describe('JSONata transform', () => {
   });
 
   it('URL templates encode values so a record cannot reshape the URL', async () => {
-    const url = await renderTemplate('https://api.example.com/contacts/{{ id }}?src={{src}}', { id: '../admin?x=1', src: 'a b' }, { encode: true, field: 'url' });
+    const url = await renderTemplate(
+      'https://api.example.com/contacts/{{ id }}?src={{src}}',
+      { id: '../admin?x=1', src: 'a b' },
+      { encode: true, field: 'url' },
+    );
     expect(url).toBe('https://api.example.com/contacts/..%2Fadmin%3Fx%3D1?src=a%20b');
-    await expect(renderTemplate('/x/{{missing}}', {}, { encode: true, field: 'url' })).rejects.toBeInstanceOf(TransformError);
+    await expect(renderTemplate('/x/{{missing}}', {}, { encode: true, field: 'url' })).rejects.toBeInstanceOf(
+      TransformError,
+    );
   });
 });
 
@@ -70,7 +91,9 @@ describe('flow definitions', () => {
   it('parses a valid definition (methods upper-cased, POST by default)', () => {
     const d = parseFlowDefinition(valid);
     expect(d.steps[1]).toEqual({ type: 'http', connectorId: 'c1', method: 'PUT', url: '/contacts/{{id}}' });
-    expect(parseFlowDefinition({ ...valid, steps: [{ type: 'http', connectorId: 'c', url: 'https://x' }] }).steps[0]).toMatchObject({ method: 'POST' });
+    expect(
+      parseFlowDefinition({ ...valid, steps: [{ type: 'http', connectorId: 'c', url: 'https://x' }] }).steps[0],
+    ).toMatchObject({ method: 'POST' });
   });
 
   it.each([
@@ -80,10 +103,19 @@ describe('flow definitions', () => {
     [{ ...valid, steps: [{ type: 'shell' }] }, 'definition.steps.0.type'],
     [{ ...valid, steps: [{ type: 'transform' }] }, 'definition.steps.0'],
     [{ ...valid, steps: [{ type: 'transform', expression: 'a', mapping: { a: 'b' } }] }, 'definition.steps.0'],
-    [{ ...valid, steps: [{ type: 'http', connectorId: 'c', url: '/x', method: 'TRACE' }] }, 'definition.steps.0.method'],
-    [{ ...valid, steps: [{ type: 'postgres', connectorId: 'c', table: 'x; drop table y', key: ['id'] }] }, 'definition.steps.0.table'],
+    [
+      { ...valid, steps: [{ type: 'http', connectorId: 'c', url: '/x', method: 'TRACE' }] },
+      'definition.steps.0.method',
+    ],
+    [
+      { ...valid, steps: [{ type: 'postgres', connectorId: 'c', table: 'x; drop table y', key: ['id'] }] },
+      'definition.steps.0.table',
+    ],
     [{ ...valid, steps: [{ type: 'postgres', connectorId: 'c', table: 'x', key: [] }] }, 'definition.steps.0.key'],
-    [{ ...valid, steps: [{ type: 'postgres', connectorId: 'c', table: 'x', key: ['id'], columns: ['name'] }] }, 'definition.steps.0.columns'],
+    [
+      { ...valid, steps: [{ type: 'postgres', connectorId: 'c', table: 'x', key: ['id'], columns: ['name'] }] },
+      'definition.steps.0.columns',
+    ],
     [{ ...valid, retry: { maxAttempts: 0 } }, 'definition.retry.maxAttempts'],
   ])('refuses %j naming %s', (raw, field) => {
     try {
@@ -101,7 +133,9 @@ describe('flow definitions', () => {
     expect(triggerMatches(t, { ...event, type: 'TenantCreated' })).toBe(false);
     expect(triggerMatches(t, { ...event, data: { ...event.data, source: 'erp' } })).toBe(false);
     expect(triggerMatches(t, { ...event, data: { ...event.data, entityType: 'deal' } })).toBe(false);
-    expect(triggerMatches({ eventType: 'RecordIngested' }, { ...event, data: { ...event.data, source: 'erp' } })).toBe(true);
+    expect(triggerMatches({ eventType: 'RecordIngested' }, { ...event, data: { ...event.data, source: 'erp' } })).toBe(
+      true,
+    );
   });
 });
 
@@ -112,7 +146,11 @@ describe('redaction', () => {
       password: '[redacted]',
       nested: { apiKey: '[redacted]', list: [{ token: '[redacted]', ok: 1 }] },
     });
-    expect(redactHeaders({ authorization: 'Bearer x', 'x-api-key': 'k', 'content-type': 'a/b' })).toEqual({ authorization: '[redacted]', 'x-api-key': '[redacted]', 'content-type': 'a/b' });
+    expect(redactHeaders({ authorization: 'Bearer x', 'x-api-key': 'k', 'content-type': 'a/b' })).toEqual({
+      authorization: '[redacted]',
+      'x-api-key': '[redacted]',
+      'content-type': 'a/b',
+    });
     expect(redactUrl('https://u:p@h.example/x?api_key=s&q=1')).toBe('https://h.example/x?api_key=%5Bredacted%5D&q=1');
   });
 

@@ -66,7 +66,8 @@ function parse(args: string[]): Parsed {
         break;
       case '--limit': {
         const v = Number(value());
-        if (!Number.isInteger(v) || v < 1 || v > 10_000) p.errors.push('--limit must be a whole number from 1 to 10000');
+        if (!Number.isInteger(v) || v < 1 || v > 10_000)
+          p.errors.push('--limit must be a whole number from 1 to 10000');
         else p.limit = v;
         break;
       }
@@ -107,13 +108,16 @@ export const webhooksDead: CliCommand = async (runtime, args, out) => {
   }
   out.write(`${['delivery', 'webhook', 'event type', 'attempts', 'last error', 'dead since'].join('\t')}\n`);
   for (const r of rows)
-    out.write(`${[r.delivery_id, r.webhook_id, r.event_type, r.attempt, (r.last_error ?? '').replace(/\s+/g, ' ').slice(0, 120), r.updated_at.toISOString()].join('\t')}\n`);
+    out.write(
+      `${[r.delivery_id, r.webhook_id, r.event_type, r.attempt, (r.last_error ?? '').replace(/\s+/g, ' ').slice(0, 120), r.updated_at.toISOString()].join('\t')}\n`,
+    );
   return 0;
 };
 
 export const webhooksRedrive: CliCommand = async (runtime, args, out) => {
   const p = parse(args);
-  if (!p.errors.length && !p.deliveries.length && !(p.all && p.webhook)) p.errors.push('name deliveries with --delivery, or an endpoint with --webhook and --all');
+  if (!p.errors.length && !p.deliveries.length && !(p.all && p.webhook))
+    p.errors.push('name deliveries with --delivery, or an endpoint with --webhook and --all');
   if (!p.errors.length && p.deliveries.length && p.all) p.errors.push('--delivery and --all exclude each other');
   if (p.errors.length) {
     out.write(`${p.errors.join('\n')}\n${USAGE}`);
@@ -131,7 +135,8 @@ export const webhooksRedrive: CliCommand = async (runtime, args, out) => {
     [p.tenant, p.all ? p.webhook : p.deliveries],
   );
   const found = new Set(rows.map((r) => r.delivery_id));
-  for (const d of p.deliveries) if (!found.has(d)) out.write(`${d}: not a dead-lettered delivery of tenant ${p.tenant}\n`);
+  for (const d of p.deliveries)
+    if (!found.has(d)) out.write(`${d}: not a dead-lettered delivery of tenant ${p.tenant}\n`);
   if (!rows.length) {
     out.write('nothing to redrive\n');
     return 1;

@@ -18,7 +18,14 @@ export type HttpAuth =
   | { type: 'apiKey'; header?: string; query?: string }
   | { type: 'bearer' }
   | { type: 'basic'; username?: string }
-  | { type: 'oauth2'; tokenUrl: string; clientId?: string; scope?: string; audience?: string; clientAuth?: 'basic' | 'body' };
+  | {
+      type: 'oauth2';
+      tokenUrl: string;
+      clientId?: string;
+      scope?: string;
+      audience?: string;
+      clientAuth?: 'basic' | 'body';
+    };
 
 export interface HttpConnectorConfig {
   baseUrl?: string;
@@ -47,7 +54,8 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 const optStr = (o: Obj, k: string, path: string): string | undefined => {
   const v = o[k];
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' || v === '') throw new ValidationError(`${path}.${k} must be a non-empty string`, `${path}.${k}`);
+  if (typeof v !== 'string' || v === '')
+    throw new ValidationError(`${path}.${k} must be a non-empty string`, `${path}.${k}`);
   return v;
 };
 const httpUrl = (v: string, field: string): string => {
@@ -57,7 +65,8 @@ const httpUrl = (v: string, field: string): string => {
   } catch {
     throw new ValidationError(`${field} must be an absolute http(s) URL`, field);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ValidationError(`${field} must be an absolute http(s) URL`, field);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new ValidationError(`${field} must be an absolute http(s) URL`, field);
   return v;
 };
 
@@ -90,7 +99,8 @@ export function parseHttpConnectorConfig(raw: unknown): HttpConnectorConfig {
       case 'apiKey': {
         const header = optStr(a, 'header', ap);
         const query = optStr(a, 'query', ap);
-        if (header !== undefined && query !== undefined) throw new ValidationError(`${ap} takes header or query, not both`, ap);
+        if (header !== undefined && query !== undefined)
+          throw new ValidationError(`${ap} takes header or query, not both`, ap);
         out.auth = { type: 'apiKey', ...(header !== undefined && { header }), ...(query !== undefined && { query }) };
         break;
       }
@@ -103,7 +113,8 @@ export function parseHttpConnectorConfig(raw: unknown): HttpConnectorConfig {
         const tokenUrl = optStr(a, 'tokenUrl', ap);
         if (tokenUrl === undefined) throw new ValidationError(`${ap}.tokenUrl is required`, `${ap}.tokenUrl`);
         const clientAuth = a.clientAuth ?? 'basic';
-        if (clientAuth !== 'basic' && clientAuth !== 'body') throw new ValidationError(`${ap}.clientAuth must be basic or body`, `${ap}.clientAuth`);
+        if (clientAuth !== 'basic' && clientAuth !== 'body')
+          throw new ValidationError(`${ap}.clientAuth must be basic or body`, `${ap}.clientAuth`);
         const clientId = optStr(a, 'clientId', ap);
         const scope = optStr(a, 'scope', ap);
         const audience = optStr(a, 'audience', ap);
@@ -133,7 +144,8 @@ export function parsePostgresConnectorConfig(raw: unknown): PostgresConnectorCon
   if (cs !== undefined) out.connectionString = cs;
   const schema = optStr(c, 'schema', p);
   if (schema !== undefined) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) throw new ValidationError(`${p}.schema must be a plain SQL identifier`, `${p}.schema`);
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema))
+      throw new ValidationError(`${p}.schema must be a plain SQL identifier`, `${p}.schema`);
     out.schema = schema;
   }
   return out;
@@ -150,7 +162,15 @@ export function parseCredentials(plain: string | undefined, auth: HttpAuth['type
   }
   if (isObj(parsed)) {
     const out: Credentials = {};
-    for (const k of ['apiKey', 'token', 'username', 'password', 'clientId', 'clientSecret', 'connectionString'] as const)
+    for (const k of [
+      'apiKey',
+      'token',
+      'username',
+      'password',
+      'clientId',
+      'clientSecret',
+      'connectionString',
+    ] as const)
       if (typeof parsed[k] === 'string') out[k] = parsed[k];
     return out;
   }

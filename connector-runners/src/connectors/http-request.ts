@@ -30,7 +30,10 @@ export async function buildHttpRequest(
     url = /^https?:\/\//i.test(rendered)
       ? new URL(rendered)
       : connector.baseUrl
-        ? new URL(rendered.replace(/^\//, ''), connector.baseUrl.endsWith('/') ? connector.baseUrl : `${connector.baseUrl}/`)
+        ? new URL(
+            rendered.replace(/^\//, ''),
+            connector.baseUrl.endsWith('/') ? connector.baseUrl : `${connector.baseUrl}/`,
+          )
         : (() => {
             throw new ConnectorConfigError(`url "${step.url}" is relative and the connector has no baseUrl`);
           })();
@@ -38,7 +41,8 @@ export async function buildHttpRequest(
     if (e instanceof ConnectorConfigError) throw e;
     throw new TransformError(`url "${rendered}" is not a valid URL`, 'T0002');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConnectorConfigError(`url scheme ${url.protocol} is not allowed`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new ConnectorConfigError(`url scheme ${url.protocol} is not allowed`);
 
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries({ ...connector.headers, ...step.headers })) {
@@ -66,7 +70,12 @@ export async function buildHttpRequest(
  * Adds the connector's credentials to the request. With `tokens: undefined` (dry runs) nothing is
  * fetched: an OAuth2 token is shown as a placeholder, so a dry run calls no server at all.
  */
-export async function applyAuth(req: HttpRequest, auth: HttpAuth, creds: Credentials, tokens: TokenCache | undefined): Promise<void> {
+export async function applyAuth(
+  req: HttpRequest,
+  auth: HttpAuth,
+  creds: Credentials,
+  tokens: TokenCache | undefined,
+): Promise<void> {
   switch (auth.type) {
     case 'none':
       return;
@@ -85,13 +94,15 @@ export async function applyAuth(req: HttpRequest, auth: HttpAuth, creds: Credent
       return;
     case 'basic': {
       const user = creds.username ?? auth.username;
-      if (user === undefined || creds.password === undefined) throw new ConnectorConfigError('basic auth needs a username and credentials.password');
+      if (user === undefined || creds.password === undefined)
+        throw new ConnectorConfigError('basic auth needs a username and credentials.password');
       req.headers.authorization = `Basic ${Buffer.from(`${user}:${creds.password}`).toString('base64')}`;
       return;
     }
     case 'oauth2': {
       const clientId = creds.clientId ?? auth.clientId;
-      if (!clientId || !creds.clientSecret) throw new ConnectorConfigError('oauth2 auth needs a clientId and credentials.clientSecret');
+      if (!clientId || !creds.clientSecret)
+        throw new ConnectorConfigError('oauth2 auth needs a clientId and credentials.clientSecret');
       const token = tokens
         ? await tokens.token({
             tokenUrl: auth.tokenUrl,

@@ -41,21 +41,29 @@ interface Entry {
   expiresAt: number;
 }
 
-export function createTokenCache(http: HttpClient, options: { timeoutMs?: number; refreshEarlyMs?: number; now?: () => number } = {}): TokenCache {
+export function createTokenCache(
+  http: HttpClient,
+  options: { timeoutMs?: number; refreshEarlyMs?: number; now?: () => number } = {},
+): TokenCache {
   const now = options.now ?? Date.now;
   const refreshEarlyMs = options.refreshEarlyMs ?? 30_000;
   const entries = new Map<string, Entry>();
   const inflight = new Map<string, Promise<string>>();
   let fetches = 0;
   const keyOf = (c: OAuth2Client): string =>
-    createHash('sha256').update(JSON.stringify([c.tokenUrl, c.clientId, c.scope ?? '', c.audience ?? '', c.clientSecret])).digest('hex');
+    createHash('sha256')
+      .update(JSON.stringify([c.tokenUrl, c.clientId, c.scope ?? '', c.audience ?? '', c.clientSecret]))
+      .digest('hex');
 
   async function fetchToken(c: OAuth2Client, key: string): Promise<string> {
     fetches++;
     const form = new URLSearchParams({ grant_type: 'client_credentials' });
     if (c.scope) form.set('scope', c.scope);
     if (c.audience) form.set('audience', c.audience);
-    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+    const headers: Record<string, string> = {
+      'content-type': 'application/x-www-form-urlencoded',
+      accept: 'application/json',
+    };
     if ((c.clientAuth ?? 'basic') === 'basic') {
       // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
       const enc = (s: string): string => encodeURIComponent(s).replace(/%20/g, '+');
@@ -65,7 +73,14 @@ export function createTokenCache(http: HttpClient, options: { timeoutMs?: number
       form.set('client_secret', c.clientSecret);
     }
     const started = now();
-    const res = await http.send({ method: 'POST', url: c.tokenUrl, headers, body: form.toString(), timeoutMs: options.timeoutMs ?? 10_000, captureBytes: 64 * 1024 });
+    const res = await http.send({
+      method: 'POST',
+      url: c.tokenUrl,
+      headers,
+      body: form.toString(),
+      timeoutMs: options.timeoutMs ?? 10_000,
+      captureBytes: 64 * 1024,
+    });
     if (res.kind !== 'response') throw new TokenError(`token request failed: ${res.error}`, true);
     if (res.status < 200 || res.status >= 300) {
       let detail = '';

@@ -37,11 +37,13 @@ export function sinkRows(input: Json): Record<string, Json>[] {
 /** `insert ... on conflict (key) do update`; rows with the same key collapse to the last one (PostgreSQL refuses to touch a row twice in one statement). */
 export function buildUpsert(step: PostgresStep, rows: Record<string, Json>[], defaultSchema?: string): UpsertStatement {
   const columns = step.columns ?? [...new Set(rows.flatMap((r) => Object.keys(r)))].sort();
-  for (const c of columns) if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(c)) throw new SinkInputError(`field "${c}" is not a plain column name`);
+  for (const c of columns)
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(c)) throw new SinkInputError(`field "${c}" is not a plain column name`);
   for (const k of step.key) if (!columns.includes(k)) throw new SinkInputError(`the rows have no key column ${k}`);
   const byKey = new Map<string, Record<string, Json>>();
   for (const [i, r] of rows.entries()) {
-    for (const k of step.key) if (r[k] === undefined || r[k] === null) throw new SinkInputError(`row ${i} has no value for key column ${k}`);
+    for (const k of step.key)
+      if (r[k] === undefined || r[k] === null) throw new SinkInputError(`row ${i} has no value for key column ${k}`);
     byKey.set(JSON.stringify(step.key.map((k) => r[k])), r);
   }
   const unique = [...byKey.values()];
@@ -58,7 +60,9 @@ export function buildUpsert(step: PostgresStep, rows: Record<string, Json>[], de
   const schema = step.schema ?? defaultSchema;
   const table = schema ? `${q(schema)}.${q(step.table)}` : q(step.table);
   const rest = columns.filter((c) => !step.key.includes(c));
-  const action = rest.length ? `do update set ${rest.map((c) => `${q(c)} = excluded.${q(c)}`).join(', ')}` : 'do nothing';
+  const action = rest.length
+    ? `do update set ${rest.map((c) => `${q(c)} = excluded.${q(c)}`).join(', ')}`
+    : 'do nothing';
   return {
     text: `insert into ${table} (${columns.map(q).join(', ')}) values ${tuples.join(', ')} on conflict (${step.key.map(q).join(', ')}) ${action}`,
     values,
@@ -83,7 +87,12 @@ export function createSinkPools(options: { maxPerDatabase?: number } = {}): Sink
     pool(cs) {
       let p = pools.get(cs);
       if (!p) {
-        p = new pg.Pool({ connectionString: cs, max: options.maxPerDatabase ?? 4, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000 });
+        p = new pg.Pool({
+          connectionString: cs,
+          max: options.maxPerDatabase ?? 4,
+          idleTimeoutMillis: 30_000,
+          connectionTimeoutMillis: 10_000,
+        });
         // An idle client dropped by the server must not crash the process.
         p.on('error', () => undefined);
         pools.set(cs, p);
@@ -100,19 +109,30 @@ export function createSinkPools(options: { maxPerDatabase?: number } = {}): Sink
 
 const markerReady = new WeakSet<pg.Pool>();
 
-export async function applyUpsert(pool: pg.Pool, stmt: UpsertStatement, idempotencyKey: string, markerSchema?: string): Promise<SinkResult> {
+export async function applyUpsert(
+  pool: pg.Pool,
+  stmt: UpsertStatement,
+  idempotencyKey: string,
+  markerSchema?: string,
+): Promise<SinkResult> {
   const marker = markerSchema ? `${q(markerSchema)}.${q(MARKER_TABLE)}` : q(MARKER_TABLE);
   if (!markerReady.has(pool)) {
-    await pool.query(`create table if not exists ${marker} (idempotency_key text primary key, applied_at timestamptz not null default now())`).catch((e: { code?: string }) => {
-      // Two runners creating it at once: one wins, the other sees a unique violation on the catalog.
-      if (e.code !== '23505' && e.code !== '42P07') throw e;
-    });
+    await pool
+      .query(
+        `create table if not exists ${marker} (idempotency_key text primary key, applied_at timestamptz not null default now())`,
+      )
+      .catch((e: { code?: string }) => {
+        // Two runners creating it at once: one wins, the other sees a unique violation on the catalog.
+        if (e.code !== '23505' && e.code !== '42P07') throw e;
+      });
     markerReady.add(pool);
   }
   const client = await pool.connect();
   try {
     await client.query('begin');
-    const m = await client.query(`insert into ${marker} (idempotency_key) values ($1) on conflict do nothing`, [idempotencyKey]);
+    const m = await client.query(`insert into ${marker} (idempotency_key) values ($1) on conflict do nothing`, [
+      idempotencyKey,
+    ]);
     if (m.rowCount === 0) {
       await client.query('rollback');
       return { applied: false, rows: 0 };

@@ -76,7 +76,8 @@ function str(o: Obj, k: string, path: string, required = false): string | undefi
     if (required) throw new ValidationError(`${path}.${k} is required`, `${path}.${k}`);
     return undefined;
   }
-  if (typeof v !== 'string' || v === '') throw new ValidationError(`${path}.${k} must be a non-empty string`, `${path}.${k}`);
+  if (typeof v !== 'string' || v === '')
+    throw new ValidationError(`${path}.${k} must be a non-empty string`, `${path}.${k}`);
   return v;
 }
 
@@ -136,13 +137,21 @@ export function parseFlowDefinition(raw: unknown): FlowDefinition {
         const expression = str(s, 'expression', sp);
         if ((expression === undefined) === (s.mapping === undefined))
           throw new ValidationError(`${sp} needs exactly one of expression or mapping`, sp);
-        return expression !== undefined ? { type: 'transform', expression } : { type: 'transform', mapping: mapping(s.mapping, `${sp}.mapping`) };
+        return expression !== undefined
+          ? { type: 'transform', expression }
+          : { type: 'transform', mapping: mapping(s.mapping, `${sp}.mapping`) };
       }
       case 'http': {
         unknownKeys(s, ['type', 'connectorId', 'method', 'url', 'headers', 'body', 'timeoutMs', 'captureBodies'], sp);
         const method = (str(s, 'method', sp) ?? 'POST').toUpperCase();
-        if (!METHODS.has(method)) throw new ValidationError(`${sp}.method must be one of ${[...METHODS].join(', ')}`, `${sp}.method`);
-        const step: HttpStep = { type: 'http', connectorId: str(s, 'connectorId', sp, true), method, url: str(s, 'url', sp, true) };
+        if (!METHODS.has(method))
+          throw new ValidationError(`${sp}.method must be one of ${[...METHODS].join(', ')}`, `${sp}.method`);
+        const step: HttpStep = {
+          type: 'http',
+          connectorId: str(s, 'connectorId', sp, true),
+          method,
+          url: str(s, 'url', sp, true),
+        };
         if (s.headers !== undefined) {
           if (!isObj(s.headers) || !Object.values(s.headers).every((v) => typeof v === 'string'))
             throw new ValidationError(`${sp}.headers must map names to strings`, `${sp}.headers`);
@@ -153,7 +162,8 @@ export function parseFlowDefinition(raw: unknown): FlowDefinition {
         const timeoutMs = posInt(s, 'timeoutMs', sp, 120_000);
         if (timeoutMs !== undefined) step.timeoutMs = timeoutMs;
         if (s.captureBodies !== undefined) {
-          if (typeof s.captureBodies !== 'boolean') throw new ValidationError(`${sp}.captureBodies must be true or false`, `${sp}.captureBodies`);
+          if (typeof s.captureBodies !== 'boolean')
+            throw new ValidationError(`${sp}.captureBodies must be true or false`, `${sp}.captureBodies`);
           step.captureBodies = s.captureBodies;
         }
         return step;
@@ -176,7 +186,8 @@ export function parseFlowDefinition(raw: unknown): FlowDefinition {
             throw new ValidationError(`${sp}.columns must be a non-empty list of column names`, `${sp}.columns`);
           step.columns = (s.columns as string[]).map((k, j) => identifier(k, `${sp}.columns.${j}`));
           for (const k of step.key)
-            if (!step.columns.includes(k)) throw new ValidationError(`${sp}.columns must include the key column ${k}`, `${sp}.columns`);
+            if (!step.columns.includes(k))
+              throw new ValidationError(`${sp}.columns must include the key column ${k}`, `${sp}.columns`);
         }
         return step;
       }
@@ -186,7 +197,8 @@ export function parseFlowDefinition(raw: unknown): FlowDefinition {
   });
   const def: FlowDefinition = { trigger, steps };
   if (raw.captureBodies !== undefined) {
-    if (typeof raw.captureBodies !== 'boolean') throw new ValidationError(`${p}.captureBodies must be true or false`, `${p}.captureBodies`);
+    if (typeof raw.captureBodies !== 'boolean')
+      throw new ValidationError(`${p}.captureBodies must be true or false`, `${p}.captureBodies`);
     def.captureBodies = raw.captureBodies;
   }
   if (raw.retry !== undefined) {

@@ -22,13 +22,20 @@ export type CapturedEffect =
  * empty JSON body (`captureStatus` can change that); upserts report as applied. The captured
  * requests are redacted as they are recorded (the Authorization header never appears).
  */
-export function captureDestinations(options: { captureStatus?: number } = {}): Destinations & { captured: CapturedEffect[] } {
+export function captureDestinations(
+  options: { captureStatus?: number } = {},
+): Destinations & { captured: CapturedEffect[] } {
   const captured: CapturedEffect[] = [];
   return {
     mode: 'capture',
     captured,
     http(req: HttpRequest): Promise<HttpResult> {
-      const effect: CapturedEffect = { kind: 'http', method: req.method, url: redactUrl(req.url), headers: redactHeaders(req.headers) };
+      const effect: CapturedEffect = {
+        kind: 'http',
+        method: req.method,
+        url: redactUrl(req.url),
+        headers: redactHeaders(req.headers),
+      };
       if (req.body !== undefined) effect.body = req.body.toString();
       captured.push(effect);
       return Promise.resolve({

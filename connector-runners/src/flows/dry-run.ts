@@ -62,7 +62,11 @@ export function recordedSteps(events: RecordedEvent[]): { status: string; steps:
   for (const e of events) {
     const d = e.data as { stepIndex?: number; attempt?: number; summary?: Json; error?: string };
     if ((e.type === 'StepSucceeded' || e.type === 'StepFailed') && typeof d.stepIndex === 'number') {
-      const s: RecordedStep = { stepIndex: d.stepIndex, outcome: e.type === 'StepSucceeded' ? 'succeeded' : 'failed', attempts: d.attempt ?? 1 };
+      const s: RecordedStep = {
+        stepIndex: d.stepIndex,
+        outcome: e.type === 'StepSucceeded' ? 'succeeded' : 'failed',
+        attempts: d.attempt ?? 1,
+      };
       if (d.summary !== undefined) s.summary = d.summary;
       if (d.error !== undefined) s.error = d.error;
       steps.set(d.stepIndex, s);
@@ -105,21 +109,28 @@ export function diffSteps(original: RecordedStep[], dry: DryRunStep[]): Differen
         const b = at(d.summary, f);
         // Bodies are compared only when both sides kept them.
         if (f.endsWith('.body') && (a === undefined || b === undefined)) continue;
-        if (JSON.stringify(a ?? null) !== JSON.stringify(b ?? null)) out.push({ stepIndex: i, field: f, original: a ?? null, dryRun: b ?? null });
+        if (JSON.stringify(a ?? null) !== JSON.stringify(b ?? null))
+          out.push({ stepIndex: i, field: f, original: a ?? null, dryRun: b ?? null });
       }
     }
   }
   return out;
 }
 
-export async function dryRunFlowRun(deps: DryRunDeps, tenantId: string, runId: string, options: { version?: number } = {}): Promise<DryRunResult> {
+export async function dryRunFlowRun(
+  deps: DryRunDeps,
+  tenantId: string,
+  runId: string,
+  options: { version?: number } = {},
+): Promise<DryRunResult> {
   const events = await deps.store.readStream(runStream(tenantId, runId));
   const started = events.find((e) => e.type === 'FlowRunStarted');
   if (!started) throw new NotFoundError(`run ${runId} not found`, { runId });
   const s = started.data as { flowId: string; flowVersion: number; triggerEventId: string; input: Json };
   const version = options.version ?? s.flowVersion;
   const raw = await deps.lookup.definition(tenantId, s.flowId, version);
-  if (raw === undefined) throw new NotFoundError(`flow ${s.flowId} has no version ${version}`, { flowId: s.flowId, version });
+  if (raw === undefined)
+    throw new NotFoundError(`flow ${s.flowId} has no version ${version}`, { flowId: s.flowId, version });
   const def = parseFlowDefinition(raw);
   const original = recordedSteps(events);
   const capture = captureDestinations();
@@ -133,14 +144,32 @@ export async function dryRunFlowRun(deps: DryRunDeps, tenantId: string, runId: s
   const steps: DryRunStep[] = [];
   let status: DryRunResult['dryRun']['status'] = 'completed';
   const trigger = s.input;
-  if (def.trigger.condition && (await compileExpression(def.trigger.condition, 'trigger.condition').evaluate(trigger).catch(() => false)) !== true) {
+  if (
+    def.trigger.condition &&
+    (await compileExpression(def.trigger.condition, 'trigger.condition')
+      .evaluate(trigger)
+      .catch(() => false)) !== true
+  ) {
     status = 'filtered_out';
   } else {
     const outputs: Json[] = [];
     for (let i = 0; i < def.steps.length; i++) {
       const step = def.steps[i]!;
       const before = capture.captured.length;
-      const outcome = await executeStep(step, i === 0 ? trigger : (outputs[i - 1] ?? null), { tenantId, runId, stepIndex: i, attempt: 1, trigger, steps: outputs, captureBodies: def.captureBodies === true }, stepDeps);
+      const outcome = await executeStep(
+        step,
+        i === 0 ? trigger : (outputs[i - 1] ?? null),
+        {
+          tenantId,
+          runId,
+          stepIndex: i,
+          attempt: 1,
+          trigger,
+          steps: outputs,
+          captureBodies: def.captureBodies === true,
+        },
+        stepDeps,
+      );
       const record: DryRunStep = { stepIndex: i, type: step.type, outcome: outcome.kind };
       const effect = capture.captured[before];
       if (effect) record.effect = effect;

@@ -34,7 +34,13 @@ export function createFlowLookup(pool: pg.Pool): FlowLookup {
       return rows[0]?.current_version;
     },
     async connector(tenantId, connectorId) {
-      const { rows } = await pool.query<{ connector_id: string; kind: string; config: unknown; credentials: string | null; status: ConnectorRecord['status'] }>(
+      const { rows } = await pool.query<{
+        connector_id: string;
+        kind: string;
+        config: unknown;
+        credentials: string | null;
+        status: ConnectorRecord['status'];
+      }>(
         `select connector_id, kind, config, credentials, status from keel_runner_connectors where tenant_id = $1 and connector_id = $2`,
         [tenantId, connectorId],
       );

@@ -22,7 +22,8 @@ export function redact(value: unknown, depth = 0): unknown {
   }
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = isSensitiveName(k) ? REDACTED : redact(v, depth + 1);
+    for (const [k, v] of Object.entries(value as Record<string, unknown>))
+      out[k] = isSensitiveName(k) ? REDACTED : redact(v, depth + 1);
     return out;
   }
   return value;

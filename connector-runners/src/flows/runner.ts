@@ -7,7 +7,14 @@ import { failpoint } from '../failpoints.ts';
 import { outcomeEventId, runIdOf } from '../ids.ts';
 import { decideRetry, type BackoffPolicy } from '../retry/backoff.ts';
 import { guardedCall, type RunnerServices } from '../services.ts';
-import { applyConnectorEvent, applyFlowEvent, applyTenantEvent, CONNECTOR_EVENTS, FLOW_EVENTS, TENANT_EVENTS } from '../state/apply.ts';
+import {
+  applyConnectorEvent,
+  applyFlowEvent,
+  applyTenantEvent,
+  CONNECTOR_EVENTS,
+  FLOW_EVENTS,
+  TENANT_EVENTS,
+} from '../state/apply.ts';
 import { startWorkLoop, type WorkLoop } from '../work-loop.ts';
 import { parseFlowDefinition, triggerMatches, type FlowDefinition } from './definition.ts';
 import { liveDestinations } from './destinations.ts';
@@ -29,7 +36,7 @@ export const FLOW_GROUP = 'runner-flows';
 const ACTOR = { kind: 'system' as const, id: FLOW_GROUP };
 
 /** Run and webhook-outcome events never trigger flows: a flow reacting to runs could trigger itself forever. */
-const NEVER_TRIGGERS = new Set([
+export const NEVER_TRIGGERS: ReadonlySet<string> = new Set([
   'FlowRunStarted',
   'StepSucceeded',
   'StepFailed',
@@ -92,7 +99,10 @@ export interface FlowRunner {
   inFlight(): number;
 }
 
-export function createFlowRunner(svc: RunnerServices, options: { sinkPools?: SinkPools; tokens?: TokenCache } = {}): FlowRunner {
+export function createFlowRunner(
+  svc: RunnerServices,
+  options: { sinkPools?: SinkPools; tokens?: TokenCache } = {},
+): FlowRunner {
   const { pool, store, config, logger } = svc;
   const log = logger.child({ runner: FLOW_GROUP });
   const sinkPools = options.sinkPools ?? createSinkPools();
@@ -104,6 +114,7 @@ export function createFlowRunner(svc: RunnerServices, options: { sinkPools?: Sin
   let loop: WorkLoop | undefined;
   let stopping = false;
   let discard = false;
+  let lastPrune = 0;
   const leaseInterval = `${config.leaseMs} milliseconds`;
 
   const lookup = createFlowLookup(pool);
@@ -153,10 +164,20 @@ export function createFlowRunner(svc: RunnerServices, options: { sinkPools?: Sin
     if (created.length) dispatch(created.filter((r) => r.lease_token));
   }
 
-  async function matchFlows(q: pg.PoolClient, events: RecordedEvent[]): Promise<{ e: RecordedEvent; flowId: string; version: number }[]> {
+  async function matchFlows(
+    q: pg.PoolClient,
+    events: RecordedEvent[],
+  ): Promise<{ e: RecordedEvent; flowId: string; version: number }[]> {
     const tenants = [...new Set(events.map((e) => e.tenantId))];
     const types = [...new Set(events.map((e) => e.type))];
-    const { rows } = await q.query<{ tenant_id: string; flow_id: string; current_version: number; trigger_event_type: string; definition: unknown; tenant_status: string | null }>(
+    const { rows } = await q.query<{
+      tenant_id: string;
+      flow_id: string;
+      current_version: number;
+      trigger_event_type: string;
+      definition: unknown;
+      tenant_status: string | null;
+    }>(
       `select f.tenant_id, f.flow_id, f.current_version, f.trigger_event_type, v.definition, t.status as tenant_status
          from keel_runner_flows f
          join keel_runner_flow_versions v on v.tenant_id = f.tenant_id and v.flow_id = f.flow_id and v.version = f.current_version
@@ -170,14 +191,18 @@ export function createFlowRunner(svc: RunnerServices, options: { sinkPools?: Sin
         if (f.tenant_id !== e.tenantId || f.trigger_event_type !== e.type || f.tenant_status === 'erased') continue;
         const trigger = (f.definition as { trigger?: unknown } | null)?.trigger;
         // An invalid trigger still makes a run when its event type matches: the run fails visibly instead of the flow staying silent.
-        if (trigger && typeof trigger === 'object' && !triggerMatches(trigger as FlowDefinition['trigger'], e)) continue;
+        if (trigger && typeof trigger === 'object' && !triggerMatches(trigger as FlowDefinition['trigger'], e))
+          continue;
         out.push({ e, flowId: f.flow_id, version: f.current_version });
       }
     }
     return out;
   }
 
-  async function insertRuns(q: pg.PoolClient, runs: { e: RecordedEvent; flowId: string; version: number }[]): Promise<RunRow[]> {
+  async function insertRuns(
+    q: pg.PoolClient,
+    runs: { e: RecordedEvent; flowId: string; version: number }[],
+  ): Promise<RunRow[]> {
     if (!runs.length) return [];
     const hold = !stopping && held.size < config.maxInFlight;
     const token = hold ? randomUUID() : null;
@@ -212,7 +237,9 @@ export function createFlowRunner(svc: RunnerServices, options: { sinkPools?: Sin
           order by due_at limit $1 for update skip locked)
        update keel_runner_flow_runs r set state = 'in_flight', lease_token = $2, due_at = now() + $3::interval, updated_at = now()
          from due where r.run_id = due.run_id
-       returning ${RETURNING.split(', ').map((c) => `r.${c}`).join(', ')}`,
+       returning ${RETURNING.split(', ')
+         .map((c) => `r.${c}`)
+         .join(', ')}`,
       [limit, randomUUID(), leaseInterval],
     );
     return rows;
@@ -227,7 +254,10 @@ export function createFlowRunner(svc: RunnerServices, options: { sinkPools?: Sin
       held.set(row.run_id, row.lease_token);
       const p = execute(row)
         .catch((err: Error) =>
-          log.error({ tenantId: row.tenant_id, correlationId: row.correlation_id, runId: row.run_id, err: err.message }, 'run interrupted; it resumes when its lease ends'),
+          log.error(
+            { tenantId: row.tenant_id, correlationId: row.correlation_id, runId: row.run_id, err: err.message },
+            'run interrupted; it resumes when its lease ends',
+          ),
         )
         .finally(() => {
           held.delete(row.run_id);
@@ -250,7 +280,15 @@ export function createFlowRunner(svc: RunnerServices, options: { sinkPools?: Sin
     return e;
   }
 
-  type Progress = { state: 'pending' | 'in_flight' | 'completed' | 'failed' | 'dead'; stepIndex: number; attempt: number; outputs: Json[]; dueAt?: Date; error?: string; started: boolean };
+  type Progress = {
+    state: 'pending' | 'in_flight' | 'completed' | 'failed' | 'dead';
+    stepIndex: number;
+    attempt: number;
+    outputs: Json[];
+    dueAt?: Date;
+    error?: string;
+    started: boolean;
+  };
 
   /** Appends the events, then moves the row: fenced by the lease token, so a run taken over elsewhere is left alone. */
   async function record(row: RunRow, events: NewEvent[], p: Progress): Promise<boolean> {
@@ -260,30 +298,55 @@ export function createFlowRunner(svc: RunnerServices, options: { sinkPools?: Sin
       `update keel_runner_flow_runs set state = $3, step_index = $4, attempt = $5, outputs = $6, due_at = coalesce($7, due_at),
          last_error = $8, started = $9, lease_token = case when $3 = 'in_flight' then lease_token else null end, updated_at = now()
         where run_id = $1 and lease_token = $2`,
-      [row.run_id, held.get(row.run_id) ?? row.lease_token, p.state, p.stepIndex, p.attempt, JSON.stringify(p.outputs), p.dueAt ?? null, p.error ?? null, p.started],
+      [
+        row.run_id,
+        held.get(row.run_id) ?? row.lease_token,
+        p.state,
+        p.stepIndex,
+        p.attempt,
+        JSON.stringify(p.outputs),
+        p.dueAt ?? null,
+        p.error ?? null,
+        p.started,
+      ],
     );
-    if (r.rowCount === 0) log.warn({ tenantId: row.tenant_id, runId: row.run_id }, 'run was taken over by another runner; stopping here');
+    if (r.rowCount === 0)
+      log.warn({ tenantId: row.tenant_id, runId: row.run_id }, 'run was taken over by another runner; stopping here');
     return (r.rowCount ?? 0) > 0;
   }
 
   const finished = (outcome: 'completed' | 'failed' | 'dead_lettered') => svc.metrics.runOutcomes.inc({ outcome });
 
   async function execute(row: RunRow): Promise<void> {
-    const ctxLog = { tenantId: row.tenant_id, correlationId: row.correlation_id, runId: row.run_id, flowId: row.flow_id };
+    const ctxLog = {
+      tenantId: row.tenant_id,
+      correlationId: row.correlation_id,
+      runId: row.run_id,
+      flowId: row.flow_id,
+    };
     const raw = await definition(row.tenant_id, row.flow_id, row.flow_version);
     let def: FlowDefinition;
-    const started = event(row, 'FlowRunStarted', { flowId: row.flow_id, flowVersion: row.flow_version, triggerEventId: row.trigger_event_id, input: row.trigger });
+    const started = event(row, 'FlowRunStarted', {
+      flowId: row.flow_id,
+      flowVersion: row.flow_version,
+      triggerEventId: row.trigger_event_id,
+      input: row.trigger,
+    });
     const fail = async (error: string) => {
       finished('failed');
       log.warn({ ...ctxLog, error }, 'flow run failed');
-      await record(row, [...(row.started ? [] : [started]), event(row, 'FlowRunFailed', { error: error.slice(0, 1000) })], {
-        state: 'failed',
-        stepIndex: row.step_index,
-        attempt: row.attempt,
-        outputs: row.outputs,
-        error,
-        started: true,
-      });
+      await record(
+        row,
+        [...(row.started ? [] : [started]), event(row, 'FlowRunFailed', { error: error.slice(0, 1000) })],
+        {
+          state: 'failed',
+          stepIndex: row.step_index,
+          attempt: row.attempt,
+          outputs: row.outputs,
+          error,
+          started: true,
+        },
+      );
     };
     try {
       def = parseFlowDefinition(raw);
@@ -300,7 +363,10 @@ export function createFlowRunner(svc: RunnerServices, options: { sinkPools?: Sin
         }
         if (pass !== true) {
           // Not a run after all: the condition filters the trigger out.
-          await pool.query(`delete from keel_runner_flow_runs where run_id = $1 and lease_token = $2`, [row.run_id, held.get(row.run_id) ?? row.lease_token]);
+          await pool.query(`delete from keel_runner_flow_runs where run_id = $1 and lease_token = $2`, [
+            row.run_id,
+            held.get(row.run_id) ?? row.lease_token,
+          ]);
           return;
         }
       }
@@ -311,27 +377,71 @@ export function createFlowRunner(svc: RunnerServices, options: { sinkPools?: Sin
     const outputs = [...row.outputs];
     for (let i = row.step_index; i < def.steps.length; i++) {
       if (stopping) {
-        await record(row, [], { state: 'pending', stepIndex: i, attempt: row.step_index === i ? row.attempt : 0, outputs, dueAt: new Date(), started: true });
+        await record(row, [], {
+          state: 'pending',
+          stepIndex: i,
+          attempt: row.step_index === i ? row.attempt : 0,
+          outputs,
+          dueAt: new Date(),
+          started: true,
+        });
         return;
       }
       const step = def.steps[i]!;
       const attempt = (i === row.step_index ? row.attempt : 0) + 1;
       const input: Json = i === 0 ? row.trigger : (outputs[i - 1] ?? null);
-      const outcome = await executeStep(step, input, { tenantId: row.tenant_id, runId: row.run_id, stepIndex: i, attempt, trigger: row.trigger, steps: outputs, captureBodies: def.captureBodies === true }, deps);
+      const outcome = await executeStep(
+        step,
+        input,
+        {
+          tenantId: row.tenant_id,
+          runId: row.run_id,
+          stepIndex: i,
+          attempt,
+          trigger: row.trigger,
+          steps: outputs,
+          captureBodies: def.captureBodies === true,
+        },
+        deps,
+      );
       if (outcome.kind === 'deferred') {
         log.info({ ...ctxLog, step: i, reason: outcome.reason }, 'step deferred');
-        await record(row, [], { state: 'pending', stepIndex: i, attempt: attempt - 1, outputs, dueAt: new Date(outcome.retryAt), started: true });
+        await record(row, [], {
+          state: 'pending',
+          stepIndex: i,
+          attempt: attempt - 1,
+          outputs,
+          dueAt: new Date(outcome.retryAt),
+          // Kept so that resuming a paused connector can wake exactly the runs waiting for it.
+          error: outcome.reason,
+          started: true,
+        });
         return;
       }
-      svc.metrics.stepOutcomes.inc({ step_type: step.type, outcome: outcome.kind === 'succeeded' ? 'succeeded' : 'failed' });
+      svc.metrics.stepOutcomes.inc({
+        step_type: step.type,
+        outcome: outcome.kind === 'succeeded' ? 'succeeded' : 'failed',
+      });
       if (outcome.kind === 'succeeded') {
         if (step.type !== 'transform') failpoint('step-after-side-effect');
         outputs[i] = outcome.output ?? null;
         const events = [event(row, 'StepSucceeded', { stepIndex: i, attempt, summary: outcome.summary }, i, attempt)];
         // A transform that yields nothing ends the run early: the record is not for this destination.
         const last = i === def.steps.length - 1 || outcome.output === undefined;
-        if (last) events.push(event(row, 'FlowRunCompleted', { durationMs: Math.max(0, Date.now() - row.started_at.getTime()) }));
-        if (!(await record(row, events, { state: last ? 'completed' : 'in_flight', stepIndex: i + 1, attempt: 0, outputs, started: true }))) return;
+        if (last)
+          events.push(
+            event(row, 'FlowRunCompleted', { durationMs: Math.max(0, Date.now() - row.started_at.getTime()) }),
+          );
+        if (
+          !(await record(row, events, {
+            state: last ? 'completed' : 'in_flight',
+            stepIndex: i + 1,
+            attempt: 0,
+            outputs,
+            started: true,
+          }))
+        )
+          return;
         if (last) {
           finished('completed');
           return;
@@ -340,43 +450,89 @@ export function createFlowRunner(svc: RunnerServices, options: { sinkPools?: Sin
         row.attempt = 0;
         continue;
       }
-      const failed = event(row, 'StepFailed', { stepIndex: i, attempt, error: outcome.error.slice(0, 1000) }, i, attempt);
-      if (!outcome.retryable) return failWith(row, failed, outcome.error, i, attempt, outputs, 'failed', ctxLog);
-      const decision = decideRetry(policy, attempt, outcome.retryAfterMs !== undefined ? { retryAfterMs: outcome.retryAfterMs } : {});
-      if (!decision.retry) return failWith(row, failed, `${decision.reason}; last: ${outcome.error}`, i, attempt, outputs, 'dead', ctxLog);
-      const retryAt = new Date(Date.now() + decision.delayMs);
-      await record(row, [failed, event(row, 'StepRetryScheduled', { stepIndex: i, attempt, retryAt: retryAt.toISOString() }, i, attempt)], {
-        state: 'pending',
-        stepIndex: i,
+      const failed = event(
+        row,
+        'StepFailed',
+        { stepIndex: i, attempt, error: outcome.error.slice(0, 1000) },
+        i,
         attempt,
-        outputs,
-        dueAt: retryAt,
-        error: outcome.error,
-        started: true,
-      });
+      );
+      if (!outcome.retryable) return failWith(row, failed, outcome.error, i, attempt, outputs, 'failed', ctxLog);
+      const decision = decideRetry(
+        policy,
+        attempt,
+        outcome.retryAfterMs !== undefined ? { retryAfterMs: outcome.retryAfterMs } : {},
+      );
+      if (!decision.retry)
+        return failWith(row, failed, `${decision.reason}; last: ${outcome.error}`, i, attempt, outputs, 'dead', ctxLog);
+      const retryAt = new Date(Date.now() + decision.delayMs);
+      await record(
+        row,
+        [
+          failed,
+          event(row, 'StepRetryScheduled', { stepIndex: i, attempt, retryAt: retryAt.toISOString() }, i, attempt),
+        ],
+        {
+          state: 'pending',
+          stepIndex: i,
+          attempt,
+          outputs,
+          dueAt: retryAt,
+          error: outcome.error,
+          started: true,
+        },
+      );
       loop?.kick();
       return;
     }
     // Every step was already done (a resumed run whose completion was not recorded).
     finished('completed');
-    await record(row, [event(row, 'FlowRunCompleted', { durationMs: Math.max(0, Date.now() - row.started_at.getTime()) })], {
-      state: 'completed',
-      stepIndex: def.steps.length,
-      attempt: 0,
-      outputs,
-      started: true,
-    });
+    await record(
+      row,
+      [event(row, 'FlowRunCompleted', { durationMs: Math.max(0, Date.now() - row.started_at.getTime()) })],
+      {
+        state: 'completed',
+        stepIndex: def.steps.length,
+        attempt: 0,
+        outputs,
+        started: true,
+      },
+    );
   }
 
-  async function failWith(row: RunRow, failed: NewEvent, error: string, stepIndex: number, attempt: number, outputs: Json[], state: 'failed' | 'dead', ctxLog: object): Promise<void> {
-    const final = state === 'dead' ? event(row, 'FlowRunDeadLettered', { reason: error.slice(0, 1000) }) : event(row, 'FlowRunFailed', { error: error.slice(0, 1000) });
+  async function failWith(
+    row: RunRow,
+    failed: NewEvent,
+    error: string,
+    stepIndex: number,
+    attempt: number,
+    outputs: Json[],
+    state: 'failed' | 'dead',
+    ctxLog: object,
+  ): Promise<void> {
+    const final =
+      state === 'dead'
+        ? event(row, 'FlowRunDeadLettered', { reason: error.slice(0, 1000) })
+        : event(row, 'FlowRunFailed', { error: error.slice(0, 1000) });
     finished(state === 'dead' ? 'dead_lettered' : 'failed');
-    log.warn({ ...ctxLog, step: stepIndex, attempt, error }, state === 'dead' ? 'flow run dead-lettered' : 'flow run failed');
+    log.warn(
+      { ...ctxLog, step: stepIndex, attempt, error },
+      state === 'dead' ? 'flow run dead-lettered' : 'flow run failed',
+    );
     await record(row, [failed, final], { state, stepIndex, attempt, outputs, error, started: true });
   }
 
   async function tick(): Promise<boolean> {
     if (stopping) return false;
+    if (Date.now() - lastPrune > 60_000) {
+      lastPrune = Date.now();
+      // Finished runs live on as events; their rows only dedupe late bus redeliveries.
+      await pool.query(
+        `delete from keel_runner_flow_runs where run_id in (
+           select run_id from keel_runner_flow_runs where state in ('completed', 'failed', 'dead') and updated_at < now() - $1::interval limit 10000)`,
+        [`${config.retentionHours} hours`],
+      );
+    }
     const room = config.maxInFlight - held.size;
     if (room <= 0) return false;
     const limit = Math.min(room, 200);

@@ -7,7 +7,14 @@ import {
 } from '../connectors/config.ts';
 import { applyAuth, buildHttpRequest, ConnectorConfigError, isRetryableStatus } from '../connectors/http-request.ts';
 import { TokenError, type TokenCache } from '../connectors/oauth2.ts';
-import { buildUpsert, isRetryablePgError, SinkInputError, sinkRows, type SinkResult, type UpsertStatement } from '../connectors/postgres-sink.ts';
+import {
+  buildUpsert,
+  isRetryablePgError,
+  SinkInputError,
+  sinkRows,
+  type SinkResult,
+  type UpsertStatement,
+} from '../connectors/postgres-sink.ts';
 import { headerValue, type HttpRequest, type HttpResult } from '../http/client.ts';
 import { parseRetryAfter } from '../retry/backoff.ts';
 import type { FlowStep, HttpStep, PostgresStep } from './definition.ts';
@@ -30,7 +37,12 @@ export interface ConnectorRecord {
 export interface Destinations {
   readonly mode: 'live' | 'capture';
   http(req: HttpRequest): Promise<HttpResult>;
-  upsert(connectionString: string, stmt: UpsertStatement, idempotencyKey: string, markerSchema: string | undefined): Promise<SinkResult>;
+  upsert(
+    connectionString: string,
+    stmt: UpsertStatement,
+    idempotencyKey: string,
+    markerSchema: string | undefined,
+  ): Promise<SinkResult>;
 }
 
 export interface StepDeps {
@@ -45,7 +57,10 @@ export interface StepDeps {
    * Wraps the call to a destination with its circuit breaker and concurrency limit. Answers
    * `{ran: false}` when the breaker is open or the destination is at its limit.
    */
-  guard<T>(destination: string, call: () => Promise<{ value: T; healthy: boolean }>): Promise<{ ran: true; value: T } | { ran: false; retryAt: number; reason: string }>;
+  guard<T>(
+    destination: string,
+    call: () => Promise<{ value: T; healthy: boolean }>,
+  ): Promise<{ ran: true; value: T } | { ran: false; retryAt: number; reason: string }>;
 }
 
 export interface StepContext {
@@ -87,13 +102,21 @@ export async function executeStep(step: FlowStep, input: Json, ctx: StepContext,
     if (e instanceof TransformError || e instanceof ConnectorConfigError || e instanceof SinkInputError)
       return { kind: 'failed', retryable: false, error: e.message };
     if (e instanceof TokenError) return { kind: 'failed', retryable: e.retryable, error: e.message };
-    if ((e as { code?: string }).code === 'VALIDATION_FAILED') return { kind: 'failed', retryable: false, error: (e as Error).message };
+    if ((e as { code?: string }).code === 'VALIDATION_FAILED')
+      return { kind: 'failed', retryable: false, error: (e as Error).message };
     throw e;
   }
 }
 
-async function transformStep(step: Extract<FlowStep, { type: 'transform' }>, input: Json, ctx: StepContext): Promise<StepOutcome> {
-  const compiled = step.expression !== undefined ? compileExpression(step.expression, 'expression') : compileMapping(step.mapping!, 'mapping');
+async function transformStep(
+  step: Extract<FlowStep, { type: 'transform' }>,
+  input: Json,
+  ctx: StepContext,
+): Promise<StepOutcome> {
+  const compiled =
+    step.expression !== undefined
+      ? compileExpression(step.expression, 'expression')
+      : compileMapping(step.mapping!, 'mapping');
   const output = await compiled.evaluate(input, { trigger: ctx.trigger, steps: ctx.steps });
   const summary: Record<string, Json> = {
     type: 'transform',
@@ -106,11 +129,23 @@ async function transformStep(step: Extract<FlowStep, { type: 'transform' }>, inp
   return { kind: 'succeeded', output, summary };
 }
 
-async function loadConnector(deps: StepDeps, ctx: StepContext, connectorId: string, kind: string): Promise<{ config: unknown; plain?: string } | StepOutcome> {
+async function loadConnector(
+  deps: StepDeps,
+  ctx: StepContext,
+  connectorId: string,
+  kind: string,
+): Promise<{ config: unknown; plain?: string } | StepOutcome> {
   const c = await deps.connector(ctx.tenantId, connectorId);
-  if (!c || c.status === 'removed') return { kind: 'failed', retryable: false, error: `connector ${connectorId} is not installed` };
-  if (c.kind !== kind) return { kind: 'failed', retryable: false, error: `connector ${connectorId} is a ${c.kind} connector, the step needs ${kind}` };
-  if (c.status === 'paused') return { kind: 'deferred', retryAt: Date.now() + 30_000, reason: `connector ${connectorId} is paused` };
+  if (!c || c.status === 'removed')
+    return { kind: 'failed', retryable: false, error: `connector ${connectorId} is not installed` };
+  if (c.kind !== kind)
+    return {
+      kind: 'failed',
+      retryable: false,
+      error: `connector ${connectorId} is a ${c.kind} connector, the step needs ${kind}`,
+    };
+  if (c.status === 'paused')
+    return { kind: 'deferred', retryAt: Date.now() + 10_000, reason: `connector ${connectorId} is paused` };
   const plain = c.credentials ? await deps.openSecret(ctx.tenantId, c.credentials) : undefined;
   return plain === undefined ? { config: c.config } : { config: c.config, plain };
 }
@@ -132,19 +167,32 @@ async function httpStep(step: HttpStep, input: Json, ctx: StepContext, deps: Ste
   });
   // The summary is taken before credentials are added, so no secret can reach it.
   const capture = ctx.captureBodies || step.captureBodies === true;
-  const request: Record<string, Json> = { method: req.method, url: redactUrl(req.url), headers: redactHeaders(req.headers), bytes: req.body ? Buffer.byteLength(req.body) : 0 };
+  const request: Record<string, Json> = {
+    method: req.method,
+    url: redactUrl(req.url),
+    headers: redactHeaders(req.headers),
+    bytes: req.body ? Buffer.byteLength(req.body) : 0,
+  };
   if (capture && req.body) request.body = redact(safeParse(req.body.toString())) as Json;
   await applyAuth(req, config.auth, creds, deps.destinations.mode === 'live' ? deps.tokens : undefined);
 
   const destination = `${ctx.tenantId}|${new URL(req.url).origin}`;
   const guarded = await deps.guard(destination, async () => {
     const res = await deps.destinations.http(req);
-    return { value: res, healthy: res.kind === 'response' && !(res.status >= 500 || res.status === 429 || res.status === 408) };
+    return {
+      value: res,
+      healthy: res.kind === 'response' && !(res.status >= 500 || res.status === 429 || res.status === 408),
+    };
   });
   if (!guarded.ran) return { kind: 'deferred', retryAt: guarded.retryAt, reason: guarded.reason };
   const res = guarded.value;
   if (res.kind !== 'response') {
-    return { kind: 'failed', retryable: true, error: res.error, summary: { type: 'http', request, response: { error: res.error, latencyMs: res.latencyMs } } };
+    return {
+      kind: 'failed',
+      retryable: true,
+      error: res.error,
+      summary: { type: 'http', request, response: { error: res.error, latencyMs: res.latencyMs } },
+    };
   }
   const response: Record<string, Json> = { status: res.status, latencyMs: res.latencyMs, bytes: res.responseBytes };
   const contentType = headerValue(res.headers, 'content-type') ?? '';
@@ -156,7 +204,14 @@ async function httpStep(step: HttpStep, input: Json, ctx: StepContext, deps: Ste
   if (res.status === 401 && config.auth.type === 'oauth2' && deps.tokens) {
     // The cached token may have been revoked early: the retry fetches a fresh one.
     const clientId = creds.clientId ?? config.auth.clientId;
-    if (clientId && creds.clientSecret) deps.tokens.invalidate({ tokenUrl: config.auth.tokenUrl, clientId, clientSecret: creds.clientSecret, ...(config.auth.scope !== undefined && { scope: config.auth.scope }), ...(config.auth.audience !== undefined && { audience: config.auth.audience }) });
+    if (clientId && creds.clientSecret)
+      deps.tokens.invalidate({
+        tokenUrl: config.auth.tokenUrl,
+        clientId,
+        clientSecret: creds.clientSecret,
+        ...(config.auth.scope !== undefined && { scope: config.auth.scope }),
+        ...(config.auth.audience !== undefined && { audience: config.auth.audience }),
+      });
     return { kind: 'failed', retryable: ctx.attempt < 2, error: 'destination answered 401', summary };
   }
   const retryAfterMs = parseRetryAfter(headerValue(res.headers, 'retry-after'));
@@ -202,7 +257,12 @@ async function postgresStep(step: PostgresStep, input: Json, ctx: StepContext, d
   type Attempt = { ok: true; r: SinkResult } | { ok: false; e: unknown };
   const guarded = await deps.guard<Attempt>(destination, async () => {
     try {
-      const r = await deps.destinations.upsert(cs, stmt, stepIdempotencyKey(ctx.runId, ctx.stepIndex), step.schema ?? config.schema);
+      const r = await deps.destinations.upsert(
+        cs,
+        stmt,
+        stepIdempotencyKey(ctx.runId, ctx.stepIndex),
+        step.schema ?? config.schema,
+      );
       return { value: { ok: true, r }, healthy: true };
     } catch (e) {
       return { value: { ok: false, e }, healthy: !isRetryablePgError(e) };
@@ -210,12 +270,27 @@ async function postgresStep(step: PostgresStep, input: Json, ctx: StepContext, d
   });
   if (!guarded.ran) return { kind: 'deferred', retryAt: guarded.retryAt, reason: guarded.reason };
   const latencyMs = Math.round((performance.now() - started) * 10) / 10;
-  const summary: Record<string, Json> = { type: 'postgres', table, rows: stmt.rows, latencyMs, statementHash: createHash('sha256').update(stmt.text).update(JSON.stringify(stmt.values)).digest('hex').slice(0, 16) };
+  const summary: Record<string, Json> = {
+    type: 'postgres',
+    table,
+    rows: stmt.rows,
+    latencyMs,
+    statementHash: createHash('sha256')
+      .update(stmt.text)
+      .update(JSON.stringify(stmt.values))
+      .digest('hex')
+      .slice(0, 16),
+  };
   if (ctx.captureBodies) summary.rowsWritten = redact(rows) as Json;
   const attempt = guarded.value;
   if (!attempt.ok) {
     const e = attempt.e as Error & { code?: string };
-    return { kind: 'failed', retryable: isRetryablePgError(e), error: `postgres ${e.code ?? ''} ${e.message}`.replace(/\s+/g, ' ').trim(), summary };
+    return {
+      kind: 'failed',
+      retryable: isRetryablePgError(e),
+      error: `postgres ${e.code ?? ''} ${e.message}`.replace(/\s+/g, ' ').trim(),
+      summary,
+    };
   }
   summary.applied = attempt.r.applied;
   if (deps.destinations.mode === 'capture') summary.captured = true;

@@ -75,7 +75,11 @@ export function toJson(v: unknown): Json | undefined {
   return undefined;
 }
 
-export function compileExpression(source: string, field = 'expression', limits: TransformLimits = defaultTransformLimits): CompiledExpression {
+export function compileExpression(
+  source: string,
+  field = 'expression',
+  limits: TransformLimits = defaultTransformLimits,
+): CompiledExpression {
   const expr = compileRaw(source, limits, field);
   return {
     source,
@@ -91,9 +95,19 @@ export function compileExpression(source: string, field = 'expression', limits: 
 }
 
 /** A declarative mapping: each leaf is an expression over the same input; the output has the mapping's shape. */
-export function compileMapping(mapping: Mapping, field = 'mapping', limits: TransformLimits = defaultTransformLimits): CompiledExpression {
+export function compileMapping(
+  mapping: Mapping,
+  field = 'mapping',
+  limits: TransformLimits = defaultTransformLimits,
+): CompiledExpression {
   const entries = Object.entries(mapping).map(
-    ([k, v]) => [k, typeof v === 'string' ? compileExpression(v, `${field}.${k}`, limits) : compileMapping(v, `${field}.${k}`, limits)] as const,
+    ([k, v]) =>
+      [
+        k,
+        typeof v === 'string'
+          ? compileExpression(v, `${field}.${k}`, limits)
+          : compileMapping(v, `${field}.${k}`, limits),
+      ] as const,
   );
   return {
     source: JSON.stringify(mapping),
@@ -124,7 +138,8 @@ export async function renderTemplate(
   for (const m of template.matchAll(TEMPLATE)) {
     parts.push(template.slice(last, m.index));
     const v = await compileExpression(m[1]!.trim(), options.field, options.limits).evaluate(input, options.bindings);
-    if (v === undefined || v === null) throw new TransformError(`${options.field}: {{${m[1]!.trim()}}} has no value`, 'T0001');
+    if (v === undefined || v === null)
+      throw new TransformError(`${options.field}: {{${m[1]!.trim()}}} has no value`, 'T0001');
     const s = typeof v === 'string' ? v : JSON.stringify(v);
     parts.push(options.encode ? encodeURIComponent(s) : s);
     last = m.index + m[0].length;

@@ -92,7 +92,12 @@ async function send(agent: Agent, req: HttpRequest, maxResponseBytes: number): P
       responseBytes += chunk.length;
       if (responseBytes > maxResponseBytes) {
         res.body.destroy();
-        return { kind: 'connection', error: `response larger than ${maxResponseBytes} bytes`, latencyMs: elapsed(), requestBytes };
+        return {
+          kind: 'connection',
+          error: `response larger than ${maxResponseBytes} bytes`,
+          latencyMs: elapsed(),
+          requestBytes,
+        };
       }
       if (kept < keep) {
         const part = chunk.subarray(0, keep - kept);
@@ -112,7 +117,12 @@ async function send(agent: Agent, req: HttpRequest, maxResponseBytes: number): P
   } catch (e) {
     const err = e as Error & { code?: string; cause?: { code?: string; message?: string } };
     const code = err.code ?? err.cause?.code;
-    if (timedOut || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+    if (
+      timedOut ||
+      code === 'UND_ERR_HEADERS_TIMEOUT' ||
+      code === 'UND_ERR_BODY_TIMEOUT' ||
+      code === 'UND_ERR_CONNECT_TIMEOUT'
+    ) {
       return { kind: 'timeout', error: `no answer within ${req.timeoutMs} ms`, latencyMs: elapsed(), requestBytes };
     }
     return { kind: 'connection', error: describe(err), code, latencyMs: elapsed(), requestBytes };
@@ -123,7 +133,8 @@ async function send(agent: Agent, req: HttpRequest, maxResponseBytes: number): P
 
 function describe(err: Error & { code?: string; cause?: { code?: string; message?: string } }): string {
   const code = err.code ?? err.cause?.code;
-  const msg = err.cause?.message && err.cause.message !== err.message ? `${err.message}: ${err.cause.message}` : err.message;
+  const msg =
+    err.cause?.message && err.cause.message !== err.message ? `${err.message}: ${err.cause.message}` : err.message;
   return code ? `${code}: ${msg}` : msg;
 }
 

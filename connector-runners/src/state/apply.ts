@@ -11,12 +11,29 @@ type Data = Record<string, unknown>;
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 export const TENANT_EVENTS = ['TenantCreated', 'TenantSuspended', 'TenantReinstated', 'TenantErased'] as const;
-export const ENDPOINT_EVENTS = ['WebhookEndpointRegistered', 'WebhookEndpointUpdated', 'WebhookEndpointRemoved'] as const;
-export const CONNECTOR_EVENTS = ['ConnectorInstalled', 'ConnectorCredentialsRotated', 'ConnectorPaused', 'ConnectorResumed', 'ConnectorRemoved'] as const;
+export const ENDPOINT_EVENTS = [
+  'WebhookEndpointRegistered',
+  'WebhookEndpointUpdated',
+  'WebhookEndpointRemoved',
+] as const;
+export const CONNECTOR_EVENTS = [
+  'ConnectorInstalled',
+  'ConnectorCredentialsRotated',
+  'ConnectorPaused',
+  'ConnectorResumed',
+  'ConnectorRemoved',
+] as const;
 export const FLOW_EVENTS = ['FlowDefined', 'FlowVersionPublished', 'FlowEnabled', 'FlowDisabled'] as const;
 
 export async function applyTenantEvent(q: Q, e: RecordedEvent): Promise<boolean> {
-  const status = e.type === 'TenantSuspended' ? 'suspended' : e.type === 'TenantErased' ? 'erased' : e.type === 'TenantCreated' || e.type === 'TenantReinstated' ? 'active' : undefined;
+  const status =
+    e.type === 'TenantSuspended'
+      ? 'suspended'
+      : e.type === 'TenantErased'
+        ? 'erased'
+        : e.type === 'TenantCreated' || e.type === 'TenantReinstated'
+          ? 'active'
+          : undefined;
   if (!status) return false;
   // An erased tenant stays erased whatever arrives after.
   await q.query(
@@ -27,9 +44,17 @@ export async function applyTenantEvent(q: Q, e: RecordedEvent): Promise<boolean>
     [e.tenantId, status, e.globalPosition],
   );
   if (status === 'erased') {
-    await q.query(`update keel_runner_webhook_endpoints set status = 'removed', updated_at = now() where tenant_id = $1`, [e.tenantId]);
-    await q.query(`update keel_runner_connectors set status = 'removed', credentials = null, updated_at = now() where tenant_id = $1`, [e.tenantId]);
-    await q.query(`update keel_runner_flows set enabled = false, updated_at = now() where tenant_id = $1`, [e.tenantId]);
+    await q.query(
+      `update keel_runner_webhook_endpoints set status = 'removed', updated_at = now() where tenant_id = $1`,
+      [e.tenantId],
+    );
+    await q.query(
+      `update keel_runner_connectors set status = 'removed', credentials = null, updated_at = now() where tenant_id = $1`,
+      [e.tenantId],
+    );
+    await q.query(`update keel_runner_flows set enabled = false, updated_at = now() where tenant_id = $1`, [
+      e.tenantId,
+    ]);
   }
   return true;
 }
@@ -46,14 +71,27 @@ export async function applyEndpointEvent(q: Q, e: RecordedEvent): Promise<boolea
          on conflict (tenant_id, webhook_id) do update set url = excluded.url, event_types = excluded.event_types,
            secret = excluded.secret, status = 'active', position = excluded.position, updated_at = now()
          where keel_runner_webhook_endpoints.position < excluded.position`,
-        [e.tenantId, webhookId, str(d.url) ?? '', Array.isArray(d.eventTypes) ? d.eventTypes.map(String) : [], str(d.secret) ?? '', e.globalPosition],
+        [
+          e.tenantId,
+          webhookId,
+          str(d.url) ?? '',
+          Array.isArray(d.eventTypes) ? d.eventTypes.map(String) : [],
+          str(d.secret) ?? '',
+          e.globalPosition,
+        ],
       );
       return true;
     case 'WebhookEndpointUpdated':
       await q.query(
         `update keel_runner_webhook_endpoints set url = coalesce($3, url), event_types = coalesce($4, event_types), position = $5, updated_at = now()
           where tenant_id = $1 and webhook_id = $2 and position < $5`,
-        [e.tenantId, webhookId, str(d.url) ?? null, Array.isArray(d.eventTypes) ? d.eventTypes.map(String) : null, e.globalPosition],
+        [
+          e.tenantId,
+          webhookId,
+          str(d.url) ?? null,
+          Array.isArray(d.eventTypes) ? d.eventTypes.map(String) : null,
+          e.globalPosition,
+        ],
       );
       return true;
     case 'WebhookEndpointRemoved':
@@ -72,12 +110,10 @@ export async function applyConnectorEvent(q: Q, e: RecordedEvent): Promise<boole
   const connectorId = str(d.connectorId);
   if (!connectorId) return false;
   const set = async (sql: string, params: unknown[]) =>
-    q.query(`update keel_runner_connectors set ${sql}, position = $3, updated_at = now() where tenant_id = $1 and connector_id = $2 and position < $3`, [
-      e.tenantId,
-      connectorId,
-      e.globalPosition,
-      ...params,
-    ]);
+    q.query(
+      `update keel_runner_connectors set ${sql}, position = $3, updated_at = now() where tenant_id = $1 and connector_id = $2 and position < $3`,
+      [e.tenantId, connectorId, e.globalPosition, ...params],
+    );
   switch (e.type) {
     case 'ConnectorInstalled':
       await q.query(
@@ -86,7 +122,15 @@ export async function applyConnectorEvent(q: Q, e: RecordedEvent): Promise<boole
          on conflict (tenant_id, connector_id) do update set kind = excluded.kind, name = excluded.name, config = excluded.config,
            credentials = excluded.credentials, status = 'active', position = excluded.position, updated_at = now()
          where keel_runner_connectors.position < excluded.position`,
-        [e.tenantId, connectorId, str(d.kind) ?? 'http', str(d.name) ?? connectorId, JSON.stringify(d.config ?? {}), str(d.credentials) ?? null, e.globalPosition],
+        [
+          e.tenantId,
+          connectorId,
+          str(d.kind) ?? 'http',
+          str(d.name) ?? connectorId,
+          JSON.stringify(d.config ?? {}),
+          str(d.credentials) ?? null,
+          e.globalPosition,
+        ],
       );
       return true;
     case 'ConnectorCredentialsRotated':
@@ -97,6 +141,11 @@ export async function applyConnectorEvent(q: Q, e: RecordedEvent): Promise<boole
       return true;
     case 'ConnectorResumed':
       await set(`status = case when status = 'removed' then status else 'active' end`, []);
+      // Runs held by the pause go at once rather than at their next look.
+      await q.query(
+        `update keel_runner_flow_runs set due_at = now() where tenant_id = $1 and state = 'pending' and last_error = $2`,
+        [e.tenantId, `connector ${connectorId} is paused`],
+      );
       return true;
     case 'ConnectorRemoved':
       await set(`status = 'removed', credentials = null`, []);
@@ -134,18 +183,24 @@ export async function applyFlowEvent(q: Q, e: RecordedEvent): Promise<boolean> {
            trigger_event_type = case when excluded.current_version >= keel_runner_flows.current_version then excluded.trigger_event_type else keel_runner_flows.trigger_event_type end,
            position = excluded.position, updated_at = now()
          where keel_runner_flows.position < excluded.position`,
-        [e.tenantId, flowId, str(d.name) ?? flowId, version, triggerTypeOf(d.definition), e.globalPosition, e.type === 'FlowDefined'],
+        [
+          e.tenantId,
+          flowId,
+          str(d.name) ?? flowId,
+          version,
+          triggerTypeOf(d.definition),
+          e.globalPosition,
+          e.type === 'FlowDefined',
+        ],
       );
       return true;
     }
     case 'FlowEnabled':
     case 'FlowDisabled':
-      await q.query(`update keel_runner_flows set enabled = $3, position = $4, updated_at = now() where tenant_id = $1 and flow_id = $2 and position < $4`, [
-        e.tenantId,
-        flowId,
-        e.type === 'FlowEnabled',
-        e.globalPosition,
-      ]);
+      await q.query(
+        `update keel_runner_flows set enabled = $3, position = $4, updated_at = now() where tenant_id = $1 and flow_id = $2 and position < $4`,
+        [e.tenantId, flowId, e.type === 'FlowEnabled', e.globalPosition],
+      );
       return true;
     default:
       return false;

@@ -1,5 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { streamName, type BatchAck, type BusBatch, type NewEvent, type RecordedEvent, type StreamAppend } from '@keel/shared-events';
+import {
+  streamName,
+  type BatchAck,
+  type BusBatch,
+  type NewEvent,
+  type RecordedEvent,
+  type StreamAppend,
+} from '@keel/shared-events';
 import type pg from 'pg';
 import { failpoint } from '../failpoints.ts';
 import { headerValue } from '../http/client.ts';
@@ -27,7 +34,12 @@ import { signatureHeader } from './signature.ts';
 export const WEBHOOK_GROUP = 'runner-webhooks';
 
 /** Delivery outcomes are never delivered themselves: an endpoint subscribed to them would feed itself forever. */
-const NEVER_DELIVERED = new Set(['WebhookDeliverySucceeded', 'WebhookDeliveryFailed', 'WebhookDeliveryDeadLettered', 'WebhookDeliveryRedriven']);
+export const DELIVERY_OUTCOMES: readonly string[] = [
+  'WebhookDeliverySucceeded',
+  'WebhookDeliveryFailed',
+  'WebhookDeliveryDeadLettered',
+];
+const NEVER_DELIVERED = new Set([...DELIVERY_OUTCOMES, 'WebhookDeliveryRedriven']);
 const ACTOR = { kind: 'system' as const, id: WEBHOOK_GROUP };
 
 /**
@@ -134,7 +146,10 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
   // ------------------------------------------------------------------------------------ intake
   async function intake(batch: BusBatch): Promise<BatchAck | void> {
     const touchesState = batch.events.some(
-      (e) => (TENANT_EVENTS as readonly string[]).includes(e.type) || (ENDPOINT_EVENTS as readonly string[]).includes(e.type) || e.type === 'WebhookDeliveryRedriven',
+      (e) =>
+        (TENANT_EVENTS as readonly string[]).includes(e.type) ||
+        (ENDPOINT_EVENTS as readonly string[]).includes(e.type) ||
+        e.type === 'WebhookDeliveryRedriven',
     );
     const client = await pool.connect();
     let created: DeliveryRow[] = [];
@@ -175,7 +190,10 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
     if (redriven) loop?.kick();
   }
 
-  async function matchEndpoints(q: pg.PoolClient, events: RecordedEvent[]): Promise<{ e: RecordedEvent; webhookIds: string[] }[]> {
+  async function matchEndpoints(
+    q: pg.PoolClient,
+    events: RecordedEvent[],
+  ): Promise<{ e: RecordedEvent; webhookIds: string[] }[]> {
     const tenants = [...new Set(events.map((e) => e.tenantId))];
     const { rows } = await q.query<{ tenant_id: string; webhook_id: string; event_types: string[] }>(
       `select tenant_id, webhook_id, event_types from keel_runner_webhook_endpoints where tenant_id = any($1) and status = 'active'`,
@@ -186,13 +204,18 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
     for (const r of rows) byTenant.set(r.tenant_id, [...(byTenant.get(r.tenant_id) ?? []), r]);
     const out: { e: RecordedEvent; webhookIds: string[] }[] = [];
     for (const e of events) {
-      const ids = (byTenant.get(e.tenantId) ?? []).filter((r) => r.event_types.includes(e.type) || r.event_types.includes('*')).map((r) => r.webhook_id);
+      const ids = (byTenant.get(e.tenantId) ?? [])
+        .filter((r) => r.event_types.includes(e.type) || r.event_types.includes('*'))
+        .map((r) => r.webhook_id);
       if (ids.length) out.push({ e, webhookIds: ids });
     }
     return out;
   }
 
-  async function insertDeliveries(q: pg.PoolClient, fresh: { e: RecordedEvent; webhookIds: string[] }[]): Promise<DeliveryRow[]> {
+  async function insertDeliveries(
+    q: pg.PoolClient,
+    fresh: { e: RecordedEvent; webhookIds: string[] }[],
+  ): Promise<DeliveryRow[]> {
     const rows: Record<string, unknown>[] = [];
     const bodies = new Map<string, string>();
     for (const { e, webhookIds } of fresh) {
@@ -200,21 +223,36 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
       for (const w of webhookIds) {
         const id = deliveryIdOf(w, e.eventId, e.recordedAt);
         bodies.set(id, body);
-        rows.push({ delivery_id: id, tenant_id: e.tenantId, webhook_id: w, event_id: e.eventId, event_type: e.type, event_recorded_at: e.recordedAt, correlation_id: e.correlationId ?? null, body });
+        rows.push({
+          delivery_id: id,
+          tenant_id: e.tenantId,
+          webhook_id: w,
+          event_id: e.eventId,
+          event_type: e.type,
+          event_recorded_at: e.recordedAt,
+          correlation_id: e.correlationId ?? null,
+          body,
+        });
       }
     }
     if (!rows.length) return [];
-    // Past the in-flight cap new rows wait for the dispatcher's poll instead of being held in memory.
-    const hold = !stopping && held.size < config.maxInFlight;
-    const token = hold ? randomUUID() : null;
+    // Up to the in-flight cap the new rows are held by this runner and handed straight to the
+    // dispatcher; past it they wait, due at once, for the dispatcher's poll (so a backlog is never
+    // all in memory at once).
+    const room = stopping ? 0 : Math.max(0, config.maxInFlight - held.size);
+    const token = room > 0 ? randomUUID() : null;
+    rows.forEach((r, i) => (r.hold = i < room));
     // One JSON parameter instead of eight arrays: JSON.stringify is native, pg's array escaping is not.
     const { rows: inserted } = await q.query<Omit<DeliveryRow, 'body'>>(
       `insert into keel_runner_deliveries (delivery_id, tenant_id, webhook_id, event_id, event_type, event_recorded_at, correlation_id, body, state, due_at, lease_token)
-       select x.*, $2, case when $3::uuid is null then now() else now() + $4::interval end, $3::uuid
-         from json_to_recordset($1::json) as x(delivery_id uuid, tenant_id text, webhook_id text, event_id text, event_type text, event_recorded_at timestamptz, correlation_id text, body text)
+       select x.delivery_id, x.tenant_id, x.webhook_id, x.event_id, x.event_type, x.event_recorded_at, x.correlation_id, x.body,
+              case when x.hold then 'in_flight' else 'pending' end,
+              case when x.hold then now() + $3::interval else now() end,
+              case when x.hold then $2::uuid end
+         from json_to_recordset($1::json) as x(delivery_id uuid, tenant_id text, webhook_id text, event_id text, event_type text, event_recorded_at timestamptz, correlation_id text, body text, hold boolean)
        on conflict (delivery_id) do nothing
        returning ${RETURNING.replace('body, ', '')}`,
-      [JSON.stringify(rows), hold ? 'in_flight' : 'pending', token, leaseInterval],
+      [JSON.stringify(rows), token, leaseInterval],
     );
     return inserted.map((r) => ({ ...r, body: bodies.get(r.delivery_id)! }));
   }
@@ -225,8 +263,9 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
     // A dead delivery goes back on the schedule with a fresh set of attempts. One whose last attempt
     // is still being recorded (the dead letter is appended before the row says so) is flagged, and
     // recording the dead letter then puts it back instead.
-    const r = await q.query(
-      `update keel_runner_deliveries set
+    const r = await q
+      .query(
+        `update keel_runner_deliveries set
          state = case when state = 'dead' then 'pending' else state end,
          due_at = case when state = 'dead' then now() else due_at end,
          attempts_base = case when state = 'dead' then attempt else attempts_base end,
@@ -234,12 +273,17 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
          redrive_requested = (state = 'in_flight'),
          updated_at = now()
         where delivery_id = $1::uuid and tenant_id = $2 and state in ('dead', 'in_flight')`,
-      [d.deliveryId, e.tenantId],
-    ).catch((err: { code?: string }) => {
-      if (err.code === '22P02') return { rowCount: 0 }; // not a uuid: no such delivery
-      throw err;
-    });
-    if (!r.rowCount) log.warn({ tenantId: e.tenantId, correlationId: e.correlationId, deliveryId: d.deliveryId }, 'redrive of a delivery that is not dead-lettered; ignored');
+        [d.deliveryId, e.tenantId],
+      )
+      .catch((err: { code?: string }) => {
+        if (err.code === '22P02') return { rowCount: 0 }; // not a uuid: no such delivery
+        throw err;
+      });
+    if (!r.rowCount)
+      log.warn(
+        { tenantId: e.tenantId, correlationId: e.correlationId, deliveryId: d.deliveryId },
+        'redrive of a delivery that is not dead-lettered; ignored',
+      );
     return r.rowCount ?? 0;
   }
 
@@ -253,7 +297,9 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
           order by due_at limit $1 for update skip locked)
        update keel_runner_deliveries d set state = 'in_flight', lease_token = $2, due_at = now() + $3::interval, updated_at = now()
          from due where d.delivery_id = due.delivery_id
-       returning ${RETURNING.split(', ').map((c) => `d.${c}`).join(', ')}`,
+       returning ${RETURNING.split(', ')
+         .map((c) => `d.${c}`)
+         .join(', ')}`,
       [limit, token, leaseInterval],
     );
     return rows;
@@ -276,13 +322,26 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
       endpoints = await loadEndpoints(todo);
     } catch (err) {
       for (const r of todo) held.delete(r.delivery_id);
-      log.error({ err: (err as Error).message }, 'could not load endpoints; the deliveries go back on the schedule when their lease ends');
+      log.error(
+        { err: (err as Error).message },
+        'could not load endpoints; the deliveries go back on the schedule when their lease ends',
+      );
       return;
     }
     for (const row of todo) {
       const p = deliver(row, endpoints.get(`${row.tenant_id}\u0000${row.webhook_id}`))
         .then((o) => (discard ? undefined : committer.push(o)))
-        .catch((err: Error) => log.error({ tenantId: row.tenant_id, correlationId: row.correlation_id, deliveryId: row.delivery_id, err: err.message }, 'delivery outcome not recorded; it is retried when its lease ends'))
+        .catch((err: Error) =>
+          log.error(
+            {
+              tenantId: row.tenant_id,
+              correlationId: row.correlation_id,
+              deliveryId: row.delivery_id,
+              err: err.message,
+            },
+            'delivery outcome not recorded; it is retried when its lease ends',
+          ),
+        )
         .finally(() => {
           held.delete(row.delivery_id);
           running.delete(p);
@@ -327,17 +386,38 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
 
   function deadLetter(row: DeliveryRow, reason: string, extra: NewEvent[] = []): Outcome {
     svc.metrics.webhookOutcomes.inc({ outcome: 'dead_lettered' });
-    log.warn({ tenantId: row.tenant_id, correlationId: row.correlation_id, deliveryId: row.delivery_id, webhookId: row.webhook_id, reason }, 'delivery dead-lettered');
+    log.warn(
+      {
+        tenantId: row.tenant_id,
+        correlationId: row.correlation_id,
+        deliveryId: row.delivery_id,
+        webhookId: row.webhook_id,
+        reason,
+      },
+      'delivery dead-lettered',
+    );
     return {
       row,
-      events: [...extra, event(row, 'WebhookDeliveryDeadLettered', row.attempt + (extra.length ? 1 : 0), { attempts: row.attempt + (extra.length ? 1 : 0), reason })],
+      events: [
+        ...extra,
+        event(row, 'WebhookDeliveryDeadLettered', row.attempt + (extra.length ? 1 : 0), {
+          attempts: row.attempt + (extra.length ? 1 : 0),
+          reason,
+        }),
+      ],
       state: 'dead',
       attempt: row.attempt + (extra.length ? 1 : 0),
       error: reason,
     };
   }
 
-  const defer = (row: DeliveryRow, at: number): Outcome => ({ row, events: [], state: 'pending', attempt: row.attempt, dueAt: new Date(at) });
+  const defer = (row: DeliveryRow, at: number): Outcome => ({
+    row,
+    events: [],
+    state: 'pending',
+    attempt: row.attempt,
+    dueAt: new Date(at),
+  });
 
   async function deliver(row: DeliveryRow, ep: EndpointRow | undefined): Promise<Outcome> {
     if (!ep || ep.status !== 'active') return deadLetter(row, 'endpoint removed');
@@ -358,7 +438,8 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
       secret = await openSecret(row.tenant_id, ep.secret);
     } catch (err) {
       const code = (err as { code?: string }).code;
-      if (code === 'KEY_DESTROYED' || code === 'DECRYPTION_FAILED') return deadLetter(row, `signing secret unusable: ${code}`);
+      if (code === 'KEY_DESTROYED' || code === 'DECRYPTION_FAILED')
+        return deadLetter(row, `signing secret unusable: ${code}`);
       throw err;
     }
     const attempt = row.attempt + 1;
@@ -393,7 +474,13 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
       svc.metrics.webhookLag.observe((Date.now() - row.event_recorded_at.getTime()) / 1000);
       return {
         row,
-        events: [event(row, 'WebhookDeliverySucceeded', attempt, { attempt, status: res.status, latencyMs: Math.round(res.latencyMs) })],
+        events: [
+          event(row, 'WebhookDeliverySucceeded', attempt, {
+            attempt,
+            status: res.status,
+            latencyMs: Math.round(res.latencyMs),
+          }),
+        ],
         state: 'succeeded',
         attempt,
         status: res.status,
@@ -402,15 +489,29 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
     svc.metrics.webhookOutcomes.inc({ outcome: 'failed' });
     const error = res.kind === 'response' ? `endpoint answered ${res.status}` : res.error;
     const retryAfterMs = res.kind === 'response' ? parseRetryAfter(headerValue(res.headers, 'retry-after')) : undefined;
-    const decision = decideRetry(config.webhookBackoff, attempt - row.attempts_base, retryAfterMs !== undefined ? { retryAfterMs } : {});
+    const decision = decideRetry(
+      config.webhookBackoff,
+      attempt - row.attempts_base,
+      retryAfterMs !== undefined ? { retryAfterMs } : {},
+    );
     const failed: Record<string, unknown> = { attempt, error: error.slice(0, 500) };
     if (res.kind === 'response') failed.status = res.status;
     if (decision.retry) {
       const dueAt = new Date(Date.now() + decision.delayMs);
       failed.nextAttemptAt = dueAt.toISOString();
-      return { row, events: [event(row, 'WebhookDeliveryFailed', attempt, failed)], state: 'pending', attempt, dueAt, ...(res.kind === 'response' && { status: res.status }), error };
+      return {
+        row,
+        events: [event(row, 'WebhookDeliveryFailed', attempt, failed)],
+        state: 'pending',
+        attempt,
+        dueAt,
+        ...(res.kind === 'response' && { status: res.status }),
+        error,
+      };
     }
-    return deadLetter(row, `${decision.reason}; last: ${error}`.slice(0, 500), [event(row, 'WebhookDeliveryFailed', attempt, failed)]);
+    return deadLetter(row, `${decision.reason}; last: ${error}`.slice(0, 500), [
+      event(row, 'WebhookDeliveryFailed', attempt, failed),
+    ]);
   }
 
   // ------------------------------------------------------------------------------------ record

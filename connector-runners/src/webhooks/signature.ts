@@ -14,7 +14,11 @@ export function computeSignature(secret: string | Buffer, timestamp: number, raw
   return h.digest('hex');
 }
 
-export function signatureHeader(secret: string | Buffer, rawBody: string | Buffer, timestamp = Math.floor(Date.now() / 1000)): string {
+export function signatureHeader(
+  secret: string | Buffer,
+  rawBody: string | Buffer,
+  timestamp = Math.floor(Date.now() / 1000),
+): string {
   return `t=${timestamp},v1=${computeSignature(secret, timestamp, rawBody)}`;
 }
 
