@@ -7,12 +7,13 @@
  *   keel projections rebuild <audit|dashboard>  rebuild a read model into shadow tables, then swap
  *   keel stream show <streamId> [--at <n|ISO>]  a stream's state at a revision or time
  *   keel webhooks redrive --tenant <id> --webhook <id> [--delivery <id>]
+ *   keel webhooks dead --tenant <id> [--webhook <id>]
  *
  * Configuration comes from the environment (README "Configuration").
  */
 import { ConfigError, loadBaseConfig } from '@keel/shared-events';
 import { auditVerifyCommand, projectionsRebuildCommand, streamShowCommand } from '@keel/projection-service';
-import { webhooksRedriveCommand } from '@keel/connector-runners';
+import { webhooksDeadCommand, webhooksRedriveCommand } from '@keel/connector-runners';
 import { startDevServer } from './dev.ts';
 import { createRuntime } from './runtime.ts';
 
@@ -23,6 +24,7 @@ const USAGE = `usage: keel <command>
   projections rebuild <name>                rebuild a read model (audit, dashboard)
   stream show <streamId> [--at <n|ISO time>]  show a stream's state at a point
   webhooks redrive --tenant <id> --webhook <id> [--delivery <id>]  redrive dead-lettered deliveries
+  webhooks dead --tenant <id> [--webhook <id>]  list dead-lettered deliveries
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -65,6 +67,7 @@ async function main(argv: string[]): Promise<number> {
     'projections rebuild': (args) => withRuntime((rt) => projectionsRebuildCommand(rt, args, process.stdout)),
     'stream show': (args) => withRuntime((rt) => streamShowCommand(rt, args, process.stdout)),
     'webhooks redrive': (args) => withRuntime((rt) => webhooksRedriveCommand(rt, args, process.stdout)),
+    'webhooks dead': (args) => withRuntime((rt) => webhooksDeadCommand(rt, args, process.stdout)),
   };
   const withRuntime = async (fn: (rt: Awaited<ReturnType<typeof createRuntime>>) => Promise<number>) => {
     const runtime = await createRuntime({ config, progress: () => undefined });
