@@ -14,11 +14,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
+import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import pg from 'pg';
 import { commandServiceMigrations } from '@keel/command-service';
-import { createSchemaRegistry, getPostgreSQLEventStore, runMigrations, startEmbeddedPostgres, storeMigrations, uuidv7 } from '@keel/shared-events';
-import { pct, request, round, settings, startServer, stopServer } from './ingest.ts';
+import { createSchemaRegistry, getPostgreSQLEventStore, runMigrations, storeMigrations, uuidv7 } from '@keel/shared-events';
+import { pct, request, round, settings, startPostgres, startServer, stopServer } from './ingest.ts';
 
 const TARGET_P99_MS = 15;
 
@@ -32,9 +33,10 @@ export default async function commandsBench(args: string[]): Promise<Record<stri
   const warmup = opt('warmup-seconds', 5);
 
   const cleanups: (() => Promise<void>)[] = [];
+  const loadStart = loadavg().map((x) => round(x));
   try {
     const pgPort = Number(process.env.KEEL_BENCH_PG_PORT ?? 54342);
-    const server = await startEmbeddedPostgres({ dataDir: resolve('.keel-bench/commands/pg'), port: pgPort });
+    const server = await startPostgres(resolve('.keel-bench/commands/pg'), pgPort);
     cleanups.push(() => server.stop());
     const dbName = `bench_commands_${Date.now()}`;
     const databaseUrl = await server.ensureDatabase(dbName);
@@ -105,6 +107,8 @@ export default async function commandsBench(args: string[]): Promise<Record<stri
         seconds,
         method: 'open loop: latency measured from each request\'s scheduled send time',
         postgresSettings: await settings(databaseUrl),
+        loadAverageAtStartAndEnd: [loadStart, loadavg().map((x) => round(x))],
+        note: 'a shared 2-core machine: load from other processes lowers every figure, the same-run baseline included',
       },
       registerWebhook: webhook,
       pauseResumeConnector: connector,

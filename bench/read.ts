@@ -43,7 +43,13 @@ import {
   uuidv7,
 } from '@keel/shared-events';
 import type { KeelRuntime, NewEvent, StreamAppend } from '@keel/shared-events';
-import { loadProjectionConfig, mountProjectionService, projectionServiceMigrations, rebuildProjection } from '@keel/projection-service';
+import {
+  loadProjectionConfig,
+  mountProjectionService,
+  verifyAuditChain,
+  projectionServiceMigrations,
+  rebuildProjection,
+} from '@keel/projection-service';
 
 const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
 
@@ -96,13 +102,17 @@ export default async function readBench(args: string[]): Promise<Record<string, 
     const others = Math.floor(bigEvents / 9);
     const loadStart = Date.now();
     let loaded = 0;
-    const plan: [string, number][] = [[big, bigEvents], ...tenants.slice(1).map((t): [string, number] => [t, Math.floor(others / 9)])];
+    const plan: [string, number][] = [
+      [big, bigEvents],
+      ...tenants.slice(1).map((t): [string, number] => [t, Math.floor(others / 9)]),
+    ];
     for (const [tenant, count] of plan) {
       for (let from = 0; from < count; from += batch) {
         const n = Math.min(batch, count - from);
         await store.appendBatch(generate(tenant, from, n, payloadBytes));
         loaded += n;
-        if ((loaded / batch) % 40 === 0) progress(`loaded ${loaded.toLocaleString('en-US')} events (${rate(loaded, loadStart)}/s)`);
+        if ((loaded / batch) % 40 === 0)
+          progress(`loaded ${loaded.toLocaleString('en-US')} events (${rate(loaded, loadStart)}/s)`);
       }
     }
     const loadSecs = (Date.now() - loadStart) / 1000;
@@ -116,7 +126,9 @@ export default async function readBench(args: string[]): Promise<Record<string, 
       onProgress: (p) => {
         if (Date.now() - lastLine > 10_000 || p.phase !== 'replaying') {
           lastLine = Date.now();
-          progress(`rebuild ${p.phase}: ${p.events.toLocaleString('en-US')} events, ${p.eventsPerSecond.toLocaleString('en-US')}/s`);
+          progress(
+            `rebuild ${p.phase}: ${p.events.toLocaleString('en-US')} events, ${p.eventsPerSecond.toLocaleString('en-US')}/s`,
+          );
         }
       },
     });
@@ -125,7 +137,10 @@ export default async function readBench(args: string[]): Promise<Record<string, 
     await pool.query('vacuum analyze audit_events');
 
     // ---------------------------------------------------------------------------- 3. queries
-    const config = loadProjectionConfig(runtime.config, { KEEL_AUDIT_SIGNING_KEY: randomBytes(32).toString('hex'), KEEL_READY_MAX_LAG: '1000000000' });
+    const config = loadProjectionConfig(runtime.config, {
+      KEEL_AUDIT_SIGNING_KEY: randomBytes(32).toString('hex'),
+      KEEL_READY_MAX_LAG: '1000000000',
+    });
     process.env.KEEL_ADMIN_KEY ??= `keel_bench_admin_${randomBytes(16).toString('hex')}`;
     const app = await createBaseApp({ logger, defaultMetrics: false, docs: false });
     await mountProjectionService(app, runtime, { config });
@@ -136,9 +151,22 @@ export default async function readBench(args: string[]): Promise<Record<string, 
 
     // ----------------------------------------------------------------------------- 4. export
     const exported = await exportBench(app, pool, big, auditorKey);
-    progress(`export: ${exported.export.rowsPerSec.toLocaleString('en-US')} rows/s, peak RSS ${exported.export.peakRssMiB} MiB`);
+    progress(
+      `export: ${exported.export.rowsPerSec.toLocaleString('en-US')} rows/s, peak RSS ${exported.export.peakRssMiB} MiB`,
+    );
 
-    const tableSize = (await pool.query(`select pg_size_pretty(pg_total_relation_size('audit_events')) as s, pg_size_pretty(pg_total_relation_size('keel_events')) as e`)).rows[0];
+    // ----------------------------------------------------------------- 5. verify (no target)
+    const tv = Date.now();
+    const verified = await verifyAuditChain(runtime, big, { config });
+    const verifySecs = (Date.now() - tv) / 1000;
+    if (!verified.ok) throw new Error(`the rebuilt chain does not verify: ${JSON.stringify(verified)}`);
+    progress(`verify: ${verified.checked.toLocaleString('en-US')} rows in ${verifySecs.toFixed(1)} s`);
+
+    const tableSize = (
+      await pool.query(
+        `select pg_size_pretty(pg_total_relation_size('audit_events')) as s, pg_size_pretty(pg_total_relation_size('keel_events')) as e`,
+      )
+    ).rows[0];
     return {
       postgres: `${process.env.DATABASE_URL ? 'DATABASE_URL' : 'embedded (.keel-bench/read)'}, database ${new URL(databaseUrl).pathname.slice(1)}${keep ? ' (kept)' : ''}`,
       dataset: {
@@ -158,10 +186,19 @@ export default async function readBench(args: string[]): Promise<Record<string, 
       },
       queries,
       export: exported,
+      verify: { rows: verified.checked, seconds: round(verifySecs), rowsPerSec: Math.round(verified.checked / verifySecs) },
       targets: {
-        rebuildEventsPerSec: { target: 50_000, measured: rebuild.eventsPerSecond, met: rebuild.eventsPerSecond >= 50_000 },
+        rebuildEventsPerSec: {
+          target: 50_000,
+          measured: rebuild.eventsPerSecond,
+          met: rebuild.eventsPerSecond >= 50_000,
+        },
         queryP95Ms: { target: 50, measured: queries.overall.p95Ms, met: queries.overall.p95Ms <= 50 },
-        exportRowsPerSec: { target: 100_000, measured: exported.export.rowsPerSec, met: exported.export.rowsPerSec >= 100_000 },
+        exportRowsPerSec: {
+          target: 100_000,
+          measured: exported.export.rowsPerSec,
+          met: exported.export.rowsPerSec >= 100_000,
+        },
       },
       totalSeconds: round((Date.now() - t0) / 1000),
     };
@@ -171,7 +208,8 @@ export default async function readBench(args: string[]): Promise<Record<string, 
 }
 
 const round = (n: number) => Math.round(n * 100) / 100;
-const rate = (n: number, since: number) => Math.round((n * 1000) / Math.max(1, Date.now() - since)).toLocaleString('en-US');
+const rate = (n: number, since: number) =>
+  Math.round((n * 1000) / Math.max(1, Date.now() - since)).toLocaleString('en-US');
 
 async function database(cleanups: (() => Promise<void>)[], keep: boolean): Promise<string> {
   const name = `keel_bench_read_${randomBytes(4).toString('hex')}`;
@@ -204,10 +242,17 @@ async function database(cleanups: (() => Promise<void>)[], keep: boolean): Promi
 
 async function issueAuditorKey(runtime: KeelRuntime, tenantId: string): Promise<string> {
   const actor = { kind: 'system' as const, id: 'bench' };
-  const created = await runtime.store.appendToStream(streamName('tenant', tenantId, 'main'), [{ type: 'TenantCreated', tenantId, actor, data: { name: 'big' } }]);
+  const created = await runtime.store.appendToStream(streamName('tenant', tenantId, 'main'), [
+    { type: 'TenantCreated', tenantId, actor, data: { name: 'big' } },
+  ]);
   const k = newApiKey();
   const issued = await runtime.store.appendToStream(streamName('access', tenantId, 'main'), [
-    { type: 'ApiKeyIssued', tenantId, actor, data: { keyId: k.keyId, name: 'bench', role: 'auditor', secretHash: await hashSecret(k.secret) } },
+    {
+      type: 'ApiKeyIssued',
+      tenantId,
+      actor,
+      data: { keyId: k.keyId, name: 'bench', role: 'auditor', secretHash: await hashSecret(k.secret) },
+    },
   ]);
   await applyAuthEventsInTransaction(runtime.pool, [...created.events, ...issued.events]);
   return k.apiKey;
@@ -222,13 +267,27 @@ function generate(tenantId: string, from: number, n: number, payloadBytes: numbe
     const actor = { kind: 'apiKey' as const, id: `k${i % 20}` };
     const correlationId = `c-${Math.floor(i / 10)}`;
     if (i % 100 === 7) {
-      access.push({ type: 'RoleGranted', tenantId, actor, correlationId, data: { userId: `u${i % 500}`, role: 'viewer' } });
+      access.push({
+        type: 'RoleGranted',
+        tenantId,
+        actor,
+        correlationId,
+        data: { userId: `u${i % 500}`, role: 'viewer' },
+      });
       continue;
     }
     if (i % 50 === 3) {
       appends.push({
         streamId: streamName('run', tenantId, `r${i}`),
-        events: [{ type: 'StepFailed', tenantId, actor: { kind: 'connector', id: 'c1' }, correlationId, data: { runId: `r${i}`, stepIndex: 0, attempt: 1, error: 'HTTP 503' } }],
+        events: [
+          {
+            type: 'StepFailed',
+            tenantId,
+            actor: { kind: 'connector', id: 'c1' },
+            correlationId,
+            data: { runId: `r${i}`, stepIndex: 0, attempt: 1, error: 'HTTP 503' },
+          },
+        ],
       });
       continue;
     }
@@ -241,7 +300,14 @@ function generate(tenantId: string, from: number, n: number, payloadBytes: numbe
           tenantId,
           actor,
           correlationId,
-          data: { source: 'crm', entityType: 'customer', externalId: String(i % 200_000), payload, receivedVia: 'api', contentHash: canonicalHash(payload) },
+          data: {
+            source: 'crm',
+            entityType: 'customer',
+            externalId: String(i % 200_000),
+            payload,
+            receivedVia: 'api',
+            contentHash: canonicalHash(payload),
+          },
         },
       ],
     });
@@ -257,7 +323,9 @@ function generate(tenantId: string, from: number, n: number, payloadBytes: numbe
   return [...byStream.values()];
 }
 
-async function insertSelectBaseline(pool: pg.Pool): Promise<{ rows: number; seconds: number; rowsPerSec: number; note: string }> {
+async function insertSelectBaseline(
+  pool: pg.Pool,
+): Promise<{ rows: number; seconds: number; rowsPerSec: number; note: string }> {
   await pool.query('drop table if exists audit_baseline');
   await pool.query('create table audit_baseline (like audit_events including defaults)');
   const t = Date.now();
@@ -296,10 +364,22 @@ function percentile(sorted: number[], p: number): number {
 
 function stats(ms: number[]) {
   const s = [...ms].sort((a, b) => a - b);
-  return { count: s.length, p50Ms: percentile(s, 50), p95Ms: percentile(s, 95), p99Ms: percentile(s, 99), maxMs: round(s.at(-1) ?? 0) };
+  return {
+    count: s.length,
+    p50Ms: percentile(s, 50),
+    p95Ms: percentile(s, 95),
+    p99Ms: percentile(s, 99),
+    maxMs: round(s.at(-1) ?? 0),
+  };
 }
 
-async function queryBench(pool: pg.Pool, app: Awaited<ReturnType<typeof createBaseApp>>, tenant: string, key: string, perKind: number) {
+async function queryBench(
+  pool: pg.Pool,
+  app: Awaited<ReturnType<typeof createBaseApp>>,
+  tenant: string,
+  key: string,
+  perKind: number,
+) {
   // Filter values that exist, chosen from the data.
   const mid = await pool.query(
     `select global_position, recorded_at, stream_id, correlation_id from audit_events where tenant_id = $1
@@ -332,7 +412,11 @@ async function queryBench(pool: pg.Pool, app: Awaited<ReturnType<typeof createBa
     let qs = q;
     if (q.endsWith('&__deep')) {
       // A cursor from the middle of the history, made by paging there through the API once.
-      const first = await app.inject({ method: 'GET', url: `/v1/tenants/${tenant}/audit?limit=1&type=RecordIngested`, headers: { authorization: `Bearer ${key}` } });
+      const first = await app.inject({
+        method: 'GET',
+        url: `/v1/tenants/${tenant}/audit?limit=1&type=RecordIngested`,
+        headers: { authorization: `Bearer ${key}` },
+      });
       const fp = JSON.parse(Buffer.from(first.json().nextCursor, 'base64url').toString()).f as string;
       qs = `type=RecordIngested&cursor=${Buffer.from(JSON.stringify({ k: [Number(m.global_position)], f: fp })).toString('base64url')}`;
     }
@@ -363,7 +447,17 @@ async function queryBench(pool: pg.Pool, app: Awaited<ReturnType<typeof createBa
   }
   const overall = stats(all);
   const baseline = stats(allBaseline);
-  return { pageSize: 100, perKind, overall: { ...overall, baselineP95Ms: baseline.p95Ms, ratio: round(overall.p95Ms / Math.max(0.01, baseline.p95Ms)) }, byKind: results, explain: explains };
+  return {
+    pageSize: 100,
+    perKind,
+    overall: {
+      ...overall,
+      baselineP95Ms: baseline.p95Ms,
+      ratio: round(overall.p95Ms / Math.max(0.01, baseline.p95Ms)),
+    },
+    byKind: results,
+    explain: explains,
+  };
 }
 
 /** The SQL the route runs for a query string (mirrors projection-service's auditWhere), for the bare baseline and EXPLAIN. */
@@ -409,18 +503,26 @@ async function exportBench(app: Awaited<ReturnType<typeof createBaseApp>>, pool:
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 50);
   const t = Date.now();
   const { rows, bytes } = await new Promise<{ rows: number; bytes: number }>((resolvePromise, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: `/v1/tenants/${tenant}/audit/export?format=ndjson`, headers: { authorization: `Bearer ${key}` } }, (res) => {
-      if (res.statusCode !== 200) return reject(new Error(`export answered ${res.statusCode}`));
-      let rowsSeen = 0;
-      let total = 0;
-      // Count lines as they stream by; nothing is kept.
-      res.on('data', (chunk: Buffer) => {
-        total += chunk.length;
-        for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) rowsSeen++;
-      });
-      res.on('end', () => resolvePromise({ rows: rowsSeen, bytes: total }));
-      res.on('error', reject);
-    });
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: `/v1/tenants/${tenant}/audit/export?format=ndjson`,
+        headers: { authorization: `Bearer ${key}` },
+      },
+      (res) => {
+        if (res.statusCode !== 200) return reject(new Error(`export answered ${res.statusCode}`));
+        let rowsSeen = 0;
+        let total = 0;
+        // Count lines as they stream by; nothing is kept.
+        res.on('data', (chunk: Buffer) => {
+          total += chunk.length;
+          for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) rowsSeen++;
+        });
+        res.on('end', () => resolvePromise({ rows: rowsSeen, bytes: total }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -456,7 +558,11 @@ async function exportBench(app: Awaited<ReturnType<typeof createBaseApp>>, pool:
       peakRssGrowthMiB: mib(peak - rssBefore),
       note: 'server and client in this one process; RSS sampled every 50 ms while streaming',
     },
-    baselineRawKeysetSelect: { rows: baseRows, seconds: round(baseSeconds), rowsPerSec: Math.round(baseRows / baseSeconds) },
+    baselineRawKeysetSelect: {
+      rows: baseRows,
+      seconds: round(baseSeconds),
+      rowsPerSec: Math.round(baseRows / baseSeconds),
+    },
     ratio: round(rows / seconds / (baseRows / baseSeconds)),
   };
 }

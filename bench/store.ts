@@ -20,6 +20,7 @@
  * server in .keel-bench/pg on port KEEL_BENCH_PG_PORT (54340), stopped at the end.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import pg from 'pg';
 import {
@@ -55,6 +56,8 @@ export default async function storeBench(args: string[]): Promise<Record<string,
   const calls = Math.ceil(totalEvents / batchSize);
 
   const cleanups: Cleanup[] = [];
+  // Other work on the machine moves every figure: the 1-minute load average is part of the result.
+  const loadAtStart = loadavg()[0]!;
   try {
     const { url, server } = await database(cleanups);
     await runMigrations(url, [storeMigrations]);
@@ -81,18 +84,21 @@ export default async function storeBench(args: string[]): Promise<Record<string,
     const row = await admin.query('select * from keel_events order by global_position desc limit 1');
     const r = row.rows[0] as Record<string, unknown>;
     let basePos = 1e12;
-    const rawSingle = await closedLoop(5, 1, () =>
+    // The raw baseline: the same row as a plain one-row INSERT (its own transaction).
+    const rawInsert = () =>
       admin
         .query(
           `insert into bench_baseline_single (global_position, stream_position, event_id, occurred_at, schema_version, tenant_id,
              stream_id, type, actor_kind, actor_id, data) values ($1, 0, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
           [basePos++, randomUUID(), r.occurred_at, r.schema_version, r.tenant_id, `${String(r.stream_id)}-${basePos}`, r.type, r.actor_kind, r.actor_id, r.data],
         )
-        .then(() => undefined),
-    );
+        .then(() => undefined);
+    const rawSingle = await closedLoop(5, 1, rawInsert);
     log(`single appends: ${single1.perSec}/s (1 in flight), ${single8.perSec}/s (8 in flight); raw INSERT ${rawSingle.perSec}/s`);
     const paced = await pacedAppends(rate, seconds, (i) => store.appendToStream(events.stream(i % streams), [events.make(i)]));
     log(`paced ${rate}/s: p50 ${paced.p50Ms} ms, p99 ${paced.p99Ms} ms, max ${paced.maxMs} ms`);
+    const pacedRaw = await pacedAppends(rate, seconds, rawInsert);
+    log(`paced ${rate}/s raw INSERT: p50 ${pacedRaw.p50Ms} ms, p99 ${pacedRaw.p99Ms} ms, max ${pacedRaw.maxMs} ms`);
 
     // --------------------------------------------------------------------------- 2. batched
     const head = await store.headPosition();
@@ -190,6 +196,7 @@ export default async function storeBench(args: string[]): Promise<Record<string,
     const ratio = (a: number, b: number) => Math.round((a / b) * 1000) / 1000;
     return {
       postgres: { server, version: info.rows[0]!.version, synchronousCommit: info.rows[0]!.sc, sharedBuffers: info.rows[0]!.sb },
+      machineLoad1m: { atStart: Math.round(loadAtStart * 100) / 100, atEnd: Math.round(loadavg()[0]! * 100) / 100 },
       workload: { events: totalEvents, batchSize, streams, payloadBytes, concurrency, schemaValidated: true },
       singleAppend: {
         appendsPerSec: { inFlight1: single1.perSec, inFlight8: single8.perSec },
@@ -197,6 +204,7 @@ export default async function storeBench(args: string[]): Promise<Record<string,
         ratio: ratio(single1.perSec, rawSingle.perSec),
         latencyInFlight1: { p50Ms: single1.p50Ms, p99Ms: single1.p99Ms },
         paced,
+        pacedBaselineRawInsert: pacedRaw,
       },
       batchedAppend: {
         eventsPerSec: batchedPerSec,

@@ -6,7 +6,7 @@
  *   keel audit verify --tenant <id>             recompute a tenant's audit hash chain
  *   keel projections rebuild <audit|dashboard>  rebuild a read model into shadow tables, then swap
  *   keel stream show <streamId> [--at <n|ISO>]  a stream's state at a revision or time
- *   keel webhooks redrive --tenant <id> --webhook <id> [--delivery <id>]
+ *   keel webhooks redrive --tenant <id> (--delivery <id>... | --webhook <id> --all)
  *   keel webhooks dead --tenant <id> [--webhook <id>]
  *
  * Configuration comes from the environment (README "Configuration").
@@ -23,7 +23,7 @@ const USAGE = `usage: keel <command>
   audit verify --tenant <id>                verify a tenant's audit hash chain
   projections rebuild <name>                rebuild a read model (audit, dashboard)
   stream show <streamId> [--at <n|ISO time>]  show a stream's state at a point
-  webhooks redrive --tenant <id> --webhook <id> [--delivery <id>]  redrive dead-lettered deliveries
+  webhooks redrive --tenant <id> (--delivery <id>... | --webhook <id> --all)  redrive dead letters
   webhooks dead --tenant <id> [--webhook <id>]  list dead-lettered deliveries
 `;
 

@@ -3,7 +3,14 @@ import { dirname, resolve } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { ConfigError, envReader } from '@keel/shared-events';
 import type { Profile } from '@keel/shared-events';
-import { SigningKeyError, createAuditKeyring, createAuditSigner, generateSigningKeyPem, parsePrivateKey, parsePublicKey } from './audit/signing.ts';
+import {
+  SigningKeyError,
+  createAuditKeyring,
+  createAuditSigner,
+  generateSigningKeyPem,
+  parsePrivateKey,
+  parsePublicKey,
+} from './audit/signing.ts';
 import type { AuditKeyring, AuditSigner } from './audit/signing.ts';
 
 /**
@@ -53,7 +60,9 @@ export function loadProjectionConfig(
       privateKey = parsePrivateKey(readOrCreateKeyFile(path));
       signingKeySource = path;
     } else {
-      r.problems.push(`KEEL_AUDIT_SIGNING_KEY is required in the ${base.profile} profile (an Ed25519 private key, PEM or 32 raw bytes)`);
+      r.problems.push(
+        `KEEL_AUDIT_SIGNING_KEY is required in the ${base.profile} profile (an Ed25519 private key, PEM or 32 raw bytes)`,
+      );
     }
   } catch (e) {
     if (!(e instanceof SigningKeyError)) throw e;
@@ -61,7 +70,10 @@ export function loadProjectionConfig(
   }
 
   const verifyKeys: KeyObject[] = [];
-  for (const text of (r.str('KEEL_AUDIT_VERIFY_KEYS') ?? '').split(';').map((s) => s.trim()).filter(Boolean)) {
+  for (const text of (r.str('KEEL_AUDIT_VERIFY_KEYS') ?? '')
+    .split(';')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     try {
       verifyKeys.push(parsePublicKey(text));
     } catch (e) {

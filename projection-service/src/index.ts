@@ -1,6 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { AccessGuard, Authenticator, KeelRuntime } from '@keel/shared-events';
-import { adminKeyBanner, createAccessGuard, createAuthenticator, loadAdminKey, loadAuthConfig } from '@keel/shared-events';
+import {
+  adminKeyBanner,
+  createAccessGuard,
+  createAuthenticator,
+  loadAdminKey,
+  loadAuthConfig,
+} from '@keel/shared-events';
 import { loadProjectionConfig } from './config.ts';
 import type { ProjectionConfig } from './config.ts';
 import { projectionRoutes } from './http/routes.ts';
@@ -17,7 +23,14 @@ export { projectionServiceMigrations, projectionNames, projectorGroup } from './
 export type { ProjectionName } from './db/schema.ts';
 export { startProjectors, projectionLag } from './projectors.ts';
 export type { ProjectorsHandle, StartProjectorsOptions } from './projectors.ts';
-export { rebuildProjection, rebuildStatus, RebuildBusyError, RebuildInterruptedError, ChainMismatchError, UnknownProjectionError } from './rebuild/rebuild.ts';
+export {
+  rebuildProjection,
+  rebuildStatus,
+  RebuildBusyError,
+  RebuildInterruptedError,
+  ChainMismatchError,
+  UnknownProjectionError,
+} from './rebuild/rebuild.ts';
 export type { RebuildOptions, RebuildProgress, RebuildResult } from './rebuild/rebuild.ts';
 export { loadProjectionConfig } from './config.ts';
 export type { ProjectionConfig } from './config.ts';
@@ -48,24 +61,43 @@ export async function verifyAuditChain(
  * models (reachable, and no projection further behind the store than KEEL_READY_MAX_LAG).
  * Projectors run separately: `startProjectors(runtime, bus)`.
  */
-export async function mountProjectionService(app: FastifyInstance, runtime: KeelRuntime, options: MountProjectionOptions = {}): Promise<void> {
+export async function mountProjectionService(
+  app: FastifyInstance,
+  runtime: KeelRuntime,
+  options: MountProjectionOptions = {},
+): Promise<void> {
   const config = options.config ?? loadProjectionConfig(runtime.config);
   let authenticator = options.authenticator;
   if (!authenticator) {
     const admin = loadAdminKey({ dataDir: runtime.config.dataDir });
     if (admin.generated) process.stderr.write(adminKeyBanner(admin) + '\n');
     const auth = loadAuthConfig();
-    authenticator = createAuthenticator({ pool: runtime.pool, adminKey: admin.key, jwt: auth.jwt, cacheTtlMs: auth.cacheTtlMs });
+    authenticator = createAuthenticator({
+      pool: runtime.pool,
+      adminKey: admin.key,
+      jwt: auth.jwt,
+      cacheTtlMs: auth.cacheTtlMs,
+    });
   }
   const guard = options.guard ?? createAccessGuard({ authenticator, store: runtime.store, logger: runtime.logger });
   const ctx = { runtime, config, guard, authenticator };
   await app.register(async (scope) => projectionRoutes(scope, ctx));
 
   if (app.readiness) {
+    // /ready fails beyond the allowed lag, and its body reports each projection's position and lag.
+    let last: Awaited<ReturnType<typeof projectionLag>> | undefined;
     app.readiness.add('projections', async () => {
-      const lag = await projectionLag(runtime);
-      const behind = Object.entries(lag).filter(([, v]) => v.lag > config.readyMaxLag);
+      last = await projectionLag(runtime);
+      const behind = Object.entries(last).filter(([, v]) => v.lag > config.readyMaxLag);
       if (behind.length) throw new Error(behind.map(([p, v]) => `${p} is ${v.lag} events behind`).join('; '));
+    });
+    app.addHook('onSend', async (req, reply, payload) => {
+      if (req.routeOptions.url !== '/ready' || typeof payload !== 'string' || !last) return payload;
+      try {
+        return JSON.stringify({ ...(JSON.parse(payload) as object), projections: last });
+      } catch {
+        return payload;
+      }
     });
   }
   if (app.metrics) registerLagGauge(app.metrics, runtime);

@@ -28,7 +28,9 @@ import { mountProjectionService, projectionServiceMigrations, startProjectors } 
 async function main(): Promise<void> {
   const config = loadBaseConfig();
   if (config.profile === 'embedded') {
-    throw new ConfigError(['projection-service runs on its own in the postgres, kafka and distributed profiles; use `npm start` (keel dev) for the embedded one']);
+    throw new ConfigError([
+      'projection-service runs on its own in the postgres, kafka and distributed profiles; use `npm start` (keel dev) for the embedded one',
+    ]);
   }
   const env = envReader();
   const runProjectors = env.oneOf('KEEL_PROJECTORS', ['on', 'off'] as const, 'on') === 'on';
@@ -53,7 +55,15 @@ async function main(): Promise<void> {
       ? getEventStoreDBEventStore({ connectionString: config.eventStoreDbUrl!, registry })
       : getPostgreSQLEventStore({ connectionString: databaseUrl, registry, logger });
   const closers: (() => Promise<void>)[] = [];
-  const runtime: KeelRuntime = { config, databaseUrl, pool, store, registry, logger, onClose: (fn) => void closers.push(fn) };
+  const runtime: KeelRuntime = {
+    config,
+    databaseUrl,
+    pool,
+    store,
+    registry,
+    logger,
+    onClose: (fn) => void closers.push(fn),
+  };
 
   const bus = createBus({ config, store, pool, logger });
   const projectors = runProjectors ? await startProjectors(runtime, bus, { config: projectionConfig }) : undefined;
@@ -63,7 +73,10 @@ async function main(): Promise<void> {
     if (projectors) app.readiness.add('projectors', async () => void (await projectors.ready));
     await app.listen({ port: config.port, host: config.host });
   }
-  logger.info({ projectors: runProjectors, http: serveHttp, signingKey: projectionConfig.signingKeySource }, 'projection-service started');
+  logger.info(
+    { projectors: runProjectors, http: serveHttp, signingKey: projectionConfig.signingKeySource },
+    'projection-service started',
+  );
 
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');

@@ -34,7 +34,8 @@ export interface StartProjectorsOptions {
 
 function metricsFor(registry: Registry | undefined) {
   if (!registry) return undefined;
-  const existing = registry.getSingleMetric('keel_projection_events_applied_total') as Counter<'projection'> | undefined;
+  const existing = registry.getSingleMetric('keel_projection_events_applied_total') as
+    Counter<'projection'> | undefined;
   return {
     applied:
       existing ??
@@ -58,9 +59,16 @@ export async function startProjectors(
   const metrics = metricsFor(options.metrics);
   const consumers: BusConsumer[] = [];
 
-  const applyFor: Record<ProjectionName, (events: Parameters<typeof applyDashboardBatch>[2], tx: pg.PoolClient) => Promise<void>> = {
+  const applyFor: Record<
+    ProjectionName,
+    (events: Parameters<typeof applyDashboardBatch>[2], tx: pg.PoolClient) => Promise<void>
+  > = {
     audit: async (events, tx) => {
-      await applyAuditBatch(tx, events, { tables: tableNames('audit'), signer: config.signer, checkpointEvery: config.checkpointEvery });
+      await applyAuditBatch(tx, events, {
+        tables: tableNames('audit'),
+        signer: config.signer,
+        checkpointEvery: config.checkpointEvery,
+      });
     },
     dashboard: async (events, tx) => {
       await applyDashboardBatch(tx, tableNames('dashboard'), events);
@@ -104,9 +112,12 @@ export async function startProjectors(
         log.warn({ err }, 'time-based audit checkpoint failed; retrying at the next tick');
       }
     };
-    timer = setInterval(() => {
-      ticking ??= tick().finally(() => (ticking = undefined));
-    }, Math.min(everyMs, 60_000));
+    timer = setInterval(
+      () => {
+        ticking ??= tick().finally(() => (ticking = undefined));
+      },
+      Math.min(everyMs, 60_000),
+    );
     timer.unref();
   }
 

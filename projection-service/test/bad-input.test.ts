@@ -51,7 +51,14 @@ describe('audit query parameters', () => {
     expect(parseFlowRunsQuery({ limit: '99999' }).limit).toBe(PAGE_MAX);
   });
 
-  const injection = ["' OR 1=1 --", "x'; drop table audit_events; --", '$1) or (1=1', '<script>alert(1)</script>', 'a\u0000b', '../../etc/passwd '];
+  const injection = [
+    "' OR 1=1 --",
+    "x'; drop table audit_events; --",
+    '$1) or (1=1',
+    '<script>alert(1)</script>',
+    'a\u0000b',
+    '../../etc/passwd ',
+  ];
   const table: [string, Record<string, unknown>, string][] = [
     ['unknown filter', { tenant: 'other' }, 'tenant'],
     ['unknown filter (typo)', { stream_id: stream }, 'stream_id'],
@@ -72,7 +79,11 @@ describe('audit query parameters', () => {
     ['malformed cursor: not JSON', { cursor: Buffer.from('hello').toString('base64url') }, 'cursor'],
     ['malformed cursor: wrong shape', { cursor: Buffer.from('{"k":["x"],"f":"y"}').toString('base64url') }, 'cursor'],
     ['malformed cursor: huge', { cursor: 'A'.repeat(5000) }, 'cursor'],
-    ['cursor of other filters', { cursor: nextAuditCursor({ position: 10 }, filterFingerprint('audit', { types: ['X'] })) }, 'cursor'],
+    [
+      'cursor of other filters',
+      { cursor: nextAuditCursor({ position: 10 }, filterFingerprint('audit', { types: ['X'] })) },
+      'cursor',
+    ],
     ...injection.flatMap((text): [string, Record<string, unknown>, string][] => [
       [`injection in actor: ${text}`, { actor: text }, 'actor'],
       [`injection in type: ${text}`, { type: text }, 'type'],
@@ -97,8 +108,15 @@ describe('audit query parameters', () => {
     // With a time window the order (and the cursor) is (recordedAt, position).
     const windowed = parseAuditPage({ from: '2025-01-01' }, ctx);
     const c2 = nextAuditCursor({ recordedAt: 1735700000000, position: 77 }, windowed.fingerprint);
-    expect(parseAuditPage({ from: '2025-01-01', cursor: c2 }, ctx).before).toEqual({ recordedAt: 1735700000000, position: 77 });
-    expect(fieldOf(() => parseAuditPage({ from: '2025-01-01', cursor: nextAuditCursor({ position: 77 }, windowed.fingerprint) }, ctx))).toBe('cursor');
+    expect(parseAuditPage({ from: '2025-01-01', cursor: c2 }, ctx).before).toEqual({
+      recordedAt: 1735700000000,
+      position: 77,
+    });
+    expect(
+      fieldOf(() =>
+        parseAuditPage({ from: '2025-01-01', cursor: nextAuditCursor({ position: 77 }, windowed.fingerprint) }, ctx),
+      ),
+    ).toBe('cursor');
   });
 
   it('export takes a format and the same filters, but no paging', () => {
@@ -114,9 +132,15 @@ describe('dashboard query parameters', () => {
     expect(fieldOf(() => parseFlowRunsQuery({ status: 'exploded' }))).toBe('status');
     expect(fieldOf(() => parseFlowRunsQuery({ flowId: "x' or 1=1" }))).toBe('flowId');
     expect(fieldOf(() => parseFlowRunsQuery({ order: 'asc' }))).toBe('order');
-    expect(fieldOf(() => parseDeliveriesQuery({ cursor: encodeCursor([1], filterFingerprint('deliveries', {})) }))).toBe('cursor');
-    expect(fieldOf(() => parseIngestRatesQuery({ from: '2025-02-01', to: '2025-01-01' }, ctx.isKnownType))).toBe('from');
-    expect(fieldOf(() => parseIngestRatesQuery({ from: '2020-01-01', to: '2025-01-01' }, ctx.isKnownType))).toBe('from');
+    expect(
+      fieldOf(() => parseDeliveriesQuery({ cursor: encodeCursor([1], filterFingerprint('deliveries', {})) })),
+    ).toBe('cursor');
+    expect(fieldOf(() => parseIngestRatesQuery({ from: '2025-02-01', to: '2025-01-01' }, ctx.isKnownType))).toBe(
+      'from',
+    );
+    expect(fieldOf(() => parseIngestRatesQuery({ from: '2020-01-01', to: '2025-01-01' }, ctx.isKnownType))).toBe(
+      'from',
+    );
     expect(fieldOf(() => parseIngestRatesQuery({ type: 'Nope' }, ctx.isKnownType))).toBe('type');
   });
 

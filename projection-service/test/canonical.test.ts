@@ -30,13 +30,15 @@ describe('fastCanonicalJson', () => {
 
   it('matches on random event-like data', () => {
     let seed = 42;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const gen = (depth: number): unknown => {
       const r = rnd();
-      if (depth > 3 || r < 0.3) return r < 0.1 ? null : r < 0.2 ? Math.floor(rnd() * 1e6) - 5e5 : `s${Math.floor(rnd() * 1e4)}`;
+      if (depth > 3 || r < 0.3)
+        return r < 0.1 ? null : r < 0.2 ? Math.floor(rnd() * 1e6) - 5e5 : `s${Math.floor(rnd() * 1e4)}`;
       if (r < 0.5) return Array.from({ length: Math.floor(rnd() * 4) }, () => gen(depth + 1));
       const o: Record<string, unknown> = {};
-      for (let i = 0; i < 1 + Math.floor(rnd() * 6); i++) o[String.fromCharCode(65 + Math.floor(rnd() * 58)) + Math.floor(rnd() * 3)] = gen(depth + 1);
+      for (let i = 0; i < 1 + Math.floor(rnd() * 6); i++)
+        o[String.fromCharCode(65 + Math.floor(rnd() * 58)) + Math.floor(rnd() * 3)] = gen(depth + 1);
       return o;
     };
     for (let i = 0; i < 2000; i++) {

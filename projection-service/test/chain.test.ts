@@ -21,15 +21,29 @@ function chainOf(tenant: string, n: number): { rows: AuditRow[]; head: ChainHead
   let head = emptyHead(tenant);
   const rows: AuditRow[] = [];
   for (let i = 0; i < n; i++) {
-    const r = appendToChain(head, toAuditEntry(event(tenant, 'record', `c-${i}`, 'RecordIngested', { source: 's', n: i, nested: { b: 1, a: [1, 'x'] } })));
+    const r = appendToChain(
+      head,
+      toAuditEntry(
+        event(tenant, 'record', `c-${i}`, 'RecordIngested', { source: 's', n: i, nested: { b: 1, a: [1, 'x'] } }),
+      ),
+    );
     head = r.head;
     rows.push(r.row!);
   }
   return { rows, head };
 }
 
-function verify(tenant: string, rows: AuditRow[], checkpoints: Checkpoint[] = [], head?: ChainHead, keyring = createAuditKeyring([])) {
-  const v = createChainVerifier(tenant, { checkpoints, verifySignature: (c) => keyring.verify(c.keyId, checkpointMessage(c), c.signature) });
+function verify(
+  tenant: string,
+  rows: AuditRow[],
+  checkpoints: Checkpoint[] = [],
+  head?: ChainHead,
+  keyring = createAuditKeyring([]),
+) {
+  const v = createChainVerifier(tenant, {
+    checkpoints,
+    verifySignature: (c) => keyring.verify(c.keyId, checkpointMessage(c), c.signature),
+  });
   for (const r of rows) if (!v.next(r)) break;
   return { broken: v.finish(head), checked: v.checked };
 }
@@ -37,7 +51,15 @@ function verify(tenant: string, rows: AuditRow[], checkpoints: Checkpoint[] = []
 describe('the canonical form of an audit entry', () => {
   it('is canonicalJson of the whole entry, so anyone can recompute it', () => {
     const event = eventFactory();
-    const entry = toAuditEntry(event('t1', 'access', 'main', 'ApiKeyIssued', { z: 1, keyId: 'k9', name: 'ci "bot"', role: 'viewer', secretHash: 'h' }));
+    const entry = toAuditEntry(
+      event('t1', 'access', 'main', 'ApiKeyIssued', {
+        z: 1,
+        keyId: 'k9',
+        name: 'ci "bot"',
+        role: 'viewer',
+        secretHash: 'h',
+      }),
+    );
     const expected = canonicalJson({
       v: 1,
       tenantId: entry.tenantId,
@@ -59,10 +81,14 @@ describe('the canonical form of an audit entry', () => {
 
   it('stores the payload as canonical text and derives the subject', () => {
     const event = eventFactory();
-    const entry = toAuditEntry(event('t1', 'record', 'customer-42', 'RecordIngested', { externalId: '42', entityType: 'customer', b: 2, a: 1 }));
+    const entry = toAuditEntry(
+      event('t1', 'record', 'customer-42', 'RecordIngested', { externalId: '42', entityType: 'customer', b: 2, a: 1 }),
+    );
     expect(entry.payload).toBe('{"a":1,"b":2,"entityType":"customer","externalId":"42"}');
     expect(entry.subject).toBe('record:customer/42');
-    const run = toAuditEntry(event('t1', 'run', 'r1', 'StepFailed', { runId: 'r1', stepIndex: 0, attempt: 1, error: 'x' }));
+    const run = toAuditEntry(
+      event('t1', 'run', 'r1', 'StepFailed', { runId: 'r1', stepIndex: 0, attempt: 1, error: 'x' }),
+    );
     expect(run.subject).toBe('run:r1');
   });
 });
@@ -125,7 +151,14 @@ describe('signed checkpoints', () => {
   const keyring = createAuditKeyring([signer.publicKey]);
   const sign = (rows: AuditRow[], seq: number): Checkpoint => {
     const r = rows[seq - 1]!;
-    const unsigned = { tenantId: 't1', seq, position: r.globalPosition, hash: r.hash, signedAt: new Date('2025-03-02T00:00:00Z'), keyId: signer.keyId };
+    const unsigned = {
+      tenantId: 't1',
+      seq,
+      position: r.globalPosition,
+      hash: r.hash,
+      signedAt: new Date('2025-03-02T00:00:00Z'),
+      keyId: signer.keyId,
+    };
     return { ...unsigned, signature: signer.sign(checkpointMessage(unsigned)) };
   };
 
@@ -153,7 +186,10 @@ describe('signed checkpoints', () => {
       forged.push(next.row!);
     }
     // ...but no longer passes through the signed checkpoint at seq 5.
-    expect(verify('t1', forged, cps, undefined, keyring).broken).toMatchObject({ seq: 5, reason: 'checkpoint_mismatch' });
+    expect(verify('t1', forged, cps, undefined, keyring).broken).toMatchObject({
+      seq: 5,
+      reason: 'checkpoint_mismatch',
+    });
   });
 
   it('catch a forged or foreign signature', () => {
@@ -168,8 +204,14 @@ describe('signed checkpoints', () => {
   it('catch rows removed from the end', () => {
     const { rows, head } = chainOf('t1', 10);
     const cps = [sign(rows, 10)];
-    expect(verify('t1', rows.slice(0, 8), cps, undefined, keyring).broken).toMatchObject({ seq: 10, reason: 'checkpoint_beyond_chain' });
+    expect(verify('t1', rows.slice(0, 8), cps, undefined, keyring).broken).toMatchObject({
+      seq: 10,
+      reason: 'checkpoint_beyond_chain',
+    });
     // Without a checkpoint covering them, the projector's head still names the missing end.
-    expect(verify('t1', rows.slice(0, 8), [], head, keyring).broken).toMatchObject({ reason: 'head_mismatch', position: head.position });
+    expect(verify('t1', rows.slice(0, 8), [], head, keyring).broken).toMatchObject({
+      reason: 'head_mismatch',
+      position: head.position,
+    });
   });
 });

@@ -6,7 +6,16 @@ import { projectionTables } from '../src/db/schema.ts';
 import { startProjectors } from '../src/index.ts';
 import type { ProjectorsHandle } from '../src/index.ts';
 import { withTenant } from '../src/read/tenant-tx.ts';
-import { auth, createTenant, ingest, integrationActivity, testApp, testEnv, testLogger, waitForProjection } from './support.ts';
+import {
+  auth,
+  createTenant,
+  ingest,
+  integrationActivity,
+  testApp,
+  testEnv,
+  testLogger,
+  waitForProjection,
+} from './support.ts';
 import type { TestEnv, TestTenant } from './support.ts';
 
 describe('tenant isolation', () => {
@@ -72,7 +81,9 @@ describe('tenant isolation', () => {
     await withTenant(env.pool, a.tenantId, async () => undefined);
     // Pool of 10: run enough queries to reuse every connection.
     const settings = await Promise.all(
-      Array.from({ length: 20 }, () => env.pool.query(`select current_setting('keel.tenant_id', true) as t, current_user as u`)),
+      Array.from({ length: 20 }, () =>
+        env.pool.query(`select current_setting('keel.tenant_id', true) as t, current_user as u`),
+      ),
     );
     for (const s of settings) {
       expect(s.rows[0].t || null).toBeNull();
@@ -109,12 +120,20 @@ describe('tenant isolation', () => {
   });
 
   it("a stream of another tenant is 404 even through the caller's own tenant route", async () => {
-    const res = await app.inject({ method: 'GET', url: `/v1/tenants/${a.tenantId}/streams/tenant-${b.tenantId}-main`, headers: auth(a.keys.owner) });
+    const res = await app.inject({
+      method: 'GET',
+      url: `/v1/tenants/${a.tenantId}/streams/tenant-${b.tenantId}-main`,
+      headers: auth(a.keys.owner),
+    });
     expect(res.statusCode).toBe(404);
   });
 
-  it('an audit page never holds another tenant\'s rows', async () => {
-    const res = await app.inject({ method: 'GET', url: `/v1/tenants/${a.tenantId}/audit?limit=1000`, headers: auth(a.keys.auditor) });
+  it("an audit page never holds another tenant's rows", async () => {
+    const res = await app.inject({
+      method: 'GET',
+      url: `/v1/tenants/${a.tenantId}/audit?limit=1000`,
+      headers: auth(a.keys.auditor),
+    });
     expect(res.statusCode).toBe(200);
     const items = res.json().items as { streamId: string }[];
     expect(items.length).toBeGreaterThan(20);
@@ -122,11 +141,23 @@ describe('tenant isolation', () => {
   });
 
   it('roles: viewers read dashboards but not the audit trail; operators replay streams', async () => {
-    const audit = await app.inject({ method: 'GET', url: `/v1/tenants/${a.tenantId}/audit`, headers: auth(a.keys.viewer) });
+    const audit = await app.inject({
+      method: 'GET',
+      url: `/v1/tenants/${a.tenantId}/audit`,
+      headers: auth(a.keys.viewer),
+    });
     expect(audit.statusCode).toBe(403);
-    const dash = await app.inject({ method: 'GET', url: `/v1/tenants/${a.tenantId}/dashboard`, headers: auth(a.keys.viewer) });
+    const dash = await app.inject({
+      method: 'GET',
+      url: `/v1/tenants/${a.tenantId}/dashboard`,
+      headers: auth(a.keys.viewer),
+    });
     expect(dash.statusCode).toBe(200);
-    const stream = await app.inject({ method: 'GET', url: `/v1/tenants/${a.tenantId}/streams/tenant-${a.tenantId}-main`, headers: auth(a.keys.operator) });
+    const stream = await app.inject({
+      method: 'GET',
+      url: `/v1/tenants/${a.tenantId}/streams/tenant-${a.tenantId}-main`,
+      headers: auth(a.keys.operator),
+    });
     expect(stream.statusCode).toBe(200);
     const noKey = await app.inject({ method: 'GET', url: `/v1/tenants/${a.tenantId}/dashboard` });
     expect(noKey.statusCode).toBe(401);

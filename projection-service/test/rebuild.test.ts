@@ -3,9 +3,29 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { createPostgresBus } from '@keel/shared-events';
 import type { EventBus } from '@keel/shared-events';
-import { ChainMismatchError, RebuildBusyError, RebuildInterruptedError, projectionsRebuildCommand, rebuildProjection, startProjectors, verifyAuditChain } from '../src/index.ts';
+import {
+  ChainMismatchError,
+  RebuildBusyError,
+  RebuildInterruptedError,
+  projectionsRebuildCommand,
+  rebuildProjection,
+  startProjectors,
+  verifyAuditChain,
+} from '../src/index.ts';
 import type { ProjectorsHandle, ProjectionName } from '../src/index.ts';
-import { ADMIN_KEY, auth, createTenant, dumpTable, ingest, integrationActivity, modelTables, testApp, testEnv, testLogger, waitForProjection } from './support.ts';
+import {
+  ADMIN_KEY,
+  auth,
+  createTenant,
+  dumpTable,
+  ingest,
+  integrationActivity,
+  modelTables,
+  testApp,
+  testEnv,
+  testLogger,
+  waitForProjection,
+} from './support.ts';
 import type { TestEnv, TestTenant } from './support.ts';
 
 describe('rebuilding projections', () => {
@@ -46,27 +66,33 @@ describe('rebuilding projections', () => {
     await env?.close();
   });
 
-  it.each(['audit', 'dashboard'] as const)('the rebuilt %s model equals the incrementally built one', async (projection) => {
-    const before = await dump(projection);
-    expect(Object.values(before).every((rows) => rows.length > 0)).toBe(true);
-    const progress: number[] = [];
-    const result = await rebuildProjection(env.runtime, projection, { batchSize: 50, onProgress: (p) => progress.push(p.events) });
-    expect(result.totalEvents).toBeGreaterThan(250);
-    expect(progress.length).toBeGreaterThan(5);
-    expect(await dump(projection)).toEqual(before);
-    // The shadows are gone; the live tables have their canonical index names back.
-    const leftovers = await env.pool.query(`select relname from pg_class where relname like '%\\_\\_rebuild%'`);
-    expect(leftovers.rows).toEqual([]);
-    const idx = await env.pool.query(`select indexname from pg_indexes where tablename = 'audit_events' order by 1`);
-    expect(idx.rows.map((r) => r.indexname)).toEqual([
-      'audit_events_actor',
-      'audit_events_correlation',
-      'audit_events_pkey',
-      'audit_events_recorded',
-      'audit_events_stream',
-      'audit_events_type',
-    ]);
-  });
+  it.each(['audit', 'dashboard'] as const)(
+    'the rebuilt %s model equals the incrementally built one',
+    async (projection) => {
+      const before = await dump(projection);
+      expect(Object.values(before).every((rows) => rows.length > 0)).toBe(true);
+      const progress: number[] = [];
+      const result = await rebuildProjection(env.runtime, projection, {
+        batchSize: 50,
+        onProgress: (p) => progress.push(p.events),
+      });
+      expect(result.totalEvents).toBeGreaterThan(250);
+      expect(progress.length).toBeGreaterThan(5);
+      expect(await dump(projection)).toEqual(before);
+      // The shadows are gone; the live tables have their canonical index names back.
+      const leftovers = await env.pool.query(`select relname from pg_class where relname like '%\\_\\_rebuild%'`);
+      expect(leftovers.rows).toEqual([]);
+      const idx = await env.pool.query(`select indexname from pg_indexes where tablename = 'audit_events' order by 1`);
+      expect(idx.rows.map((r) => r.indexname)).toEqual([
+        'audit_events_actor',
+        'audit_events_correlation',
+        'audit_events_pkey',
+        'audit_events_recorded',
+        'audit_events_stream',
+        'audit_events_type',
+      ]);
+    },
+  );
 
   it('a rebuild while events keep arriving and the live projector keeps running loses and doubles nothing', async () => {
     let writing = true;
@@ -92,7 +118,8 @@ describe('rebuilding projections', () => {
       `select (select count(*)::int from keel_events) as events, (select count(*)::int from audit_events) as rows`,
     );
     expect(counts.rows[0].rows).toBe(counts.rows[0].events);
-    for (const t of [a, b]) expect((await verifyAuditChain(env.runtime, t.tenantId, { config: env.config })).ok).toBe(true);
+    for (const t of [a, b])
+      expect((await verifyAuditChain(env.runtime, t.tenantId, { config: env.config })).ok).toBe(true);
     // And a rebuild from scratch with nothing arriving gives exactly the same model.
     await rebuildProjection(env.runtime, 'audit');
     await rebuildProjection(env.runtime, 'dashboard');
@@ -111,14 +138,20 @@ describe('rebuilding projections', () => {
         },
       }),
     ).rejects.toBeInstanceOf(RebuildInterruptedError);
-    const state = await env.pool.query(`select status, position::int, events::int from projection_rebuilds where projection = 'audit'`);
+    const state = await env.pool.query(
+      `select status, position::int, events::int from projection_rebuilds where projection = 'audit'`,
+    );
     expect(state.rows[0]).toMatchObject({ status: 'running' });
     expect(state.rows[0].events).toBeGreaterThanOrEqual(90);
     const shadowRows = await env.pool.query('select count(*)::int as n from audit_events__rebuild');
     expect(shadowRows.rows[0].n).toBe(state.rows[0].events);
     // Meanwhile the live model is untouched and serves.
     expect(await dump('audit')).toEqual(before);
-    const page = await app.inject({ method: 'GET', url: `/v1/tenants/${a.tenantId}/audit?limit=5`, headers: auth(a.keys.auditor) });
+    const page = await app.inject({
+      method: 'GET',
+      url: `/v1/tenants/${a.tenantId}/audit?limit=5`,
+      headers: auth(a.keys.auditor),
+    });
     expect(page.json().items).toHaveLength(5);
 
     const resumed = await rebuildProjection(env.runtime, 'audit', { batchSize: 500 });
@@ -145,24 +178,38 @@ describe('rebuilding projections', () => {
     out.on('data', (d) => (text += String(d)));
     progress.on('data', (d) => (bar += String(d)));
     expect(await projectionsRebuildCommand(env.runtime, ['dashboard'], out, { progress })).toBe(0);
-    expect(text).toMatch(/^rebuilt dashboard: [\d,]+ events up to position \d+ in [\d.]+ s \([\d,]+ events\/s\); swapped in/);
+    expect(text).toMatch(
+      /^rebuilt dashboard: [\d,]+ events up to position \d+ in [\d.]+ s \([\d,]+ events\/s\); swapped in/,
+    );
     expect(bar).toMatch(/dashboard \[[#-]{30}\] +[\d.]+% +[\d,]+ events +[\d,]+ ev\/s +ETA/);
     expect(await projectionsRebuildCommand(env.runtime, ['nope'], out)).toBe(2);
   });
 
   it('the admin route starts a rebuild in the background and reports it', async () => {
-    const res = await app.inject({ method: 'POST', url: '/v1/admin/projections/dashboard/rebuild', headers: auth(ADMIN_KEY) });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/admin/projections/dashboard/rebuild',
+      headers: auth(ADMIN_KEY),
+    });
     expect(res.statusCode).toBe(202);
     const deadline = Date.now() + 30_000;
     let rebuild: { status: string } | null = null;
     while (Date.now() < deadline) {
       const s = await app.inject({ method: 'GET', url: '/v1/admin/projections', headers: auth(ADMIN_KEY) });
       rebuild = s.json().items.find((i: { projection: string }) => i.projection === 'dashboard').rebuild;
-      if (rebuild?.status === 'done' && !s.json().items.find((i: { projection: string }) => i.projection === 'dashboard').progress) break;
+      if (
+        rebuild?.status === 'done' &&
+        !s.json().items.find((i: { projection: string }) => i.projection === 'dashboard').progress
+      )
+        break;
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(rebuild?.status).toBe('done');
-    const forbidden = await app.inject({ method: 'POST', url: '/v1/admin/projections/dashboard/rebuild', headers: auth(a.keys.owner) });
+    const forbidden = await app.inject({
+      method: 'POST',
+      url: '/v1/admin/projections/dashboard/rebuild',
+      headers: auth(a.keys.owner),
+    });
     expect(forbidden.statusCode).toBe(403);
   });
 
@@ -174,7 +221,9 @@ describe('rebuilding projections', () => {
     );
     const pos = victim.rows[0].global_position;
     const original = await env.pool.query('select data from keel_events where global_position = $1', [pos]);
-    await env.pool.query(`update keel_events set data = replace(data, '"c2"', '"forged"') where global_position = $1`, [pos]);
+    await env.pool.query(`update keel_events set data = replace(data, '"c2"', '"forged"') where global_position = $1`, [
+      pos,
+    ]);
     try {
       await expect(rebuildProjection(env.runtime, 'audit')).rejects.toBeInstanceOf(ChainMismatchError);
       expect(await dump('audit')).toEqual(before);

@@ -27,7 +27,11 @@ describe('replay folds', () => {
       ev(T, 'tenant', 'main', 'TenantSuspended', { reason: 'unpaid' }),
       ev(T, 'tenant', 'main', 'TenantReinstated', {}),
     ];
-    expect(foldStream(events[0]!.streamId, events.slice(0, 2))).toMatchObject({ name: 'Acme', status: 'suspended', suspendedReason: 'unpaid' });
+    expect(foldStream(events[0]!.streamId, events.slice(0, 2))).toMatchObject({
+      name: 'Acme',
+      status: 'suspended',
+      suspendedReason: 'unpaid',
+    });
     const end = foldStream(events[0]!.streamId, events);
     expect(end).toMatchObject({ status: 'active' });
     expect(end).not.toHaveProperty('suspendedReason');
@@ -36,7 +40,13 @@ describe('replay folds', () => {
   it('show each step of a run with what changed, and never secrets or personal fields', () => {
     const ev = eventFactory();
     const run = [
-      ev(T, 'run', 'r1', 'FlowRunStarted', { runId: 'r1', flowId: 'f1', flowVersion: 1, triggerEventId: 'e', input: { email: 'a@b.c', n: 1 } }),
+      ev(T, 'run', 'r1', 'FlowRunStarted', {
+        runId: 'r1',
+        flowId: 'f1',
+        flowVersion: 1,
+        triggerEventId: 'e',
+        input: { email: 'a@b.c', n: 1 },
+      }),
       ev(T, 'run', 'r1', 'StepFailed', { runId: 'r1', stepIndex: 0, attempt: 1, error: 'HTTP 500' }),
       ev(T, 'run', 'r1', 'StepSucceeded', { runId: 'r1', stepIndex: 0, attempt: 2, summary: { status: 200 } }),
       ev(T, 'run', 'r1', 'FlowRunCompleted', { runId: 'r1', durationMs: 10 }),
@@ -45,7 +55,9 @@ describe('replay folds', () => {
     expect(steps).toHaveLength(4);
     expect(steps[0]!.state).toMatchObject({ status: 'running', input: { email: REDACTED, n: 1 } });
     expect(steps[0]!.event.data).toMatchObject({ input: { email: REDACTED } });
-    expect(steps[1]!.changes).toEqual([{ path: 'steps[0]', op: 'added', after: { index: 0, status: 'failed', attempts: 1, lastError: 'HTTP 500' } }]);
+    expect(steps[1]!.changes).toEqual([
+      { path: 'steps[0]', op: 'added', after: { index: 0, status: 'failed', attempts: 1, lastError: 'HTTP 500' } },
+    ]);
     expect(steps[2]!.changes).toEqual(
       expect.arrayContaining([
         { path: 'steps[0].status', op: 'changed', before: 'failed', after: 'succeeded' },
@@ -65,16 +77,27 @@ describe('replay folds', () => {
       ev(T, 'access', 'main', 'ApiKeyRevoked', { keyId: 'k1' }),
     ];
     const s = foldStream(access[0]!.streamId, access);
-    expect(s).toMatchObject({ users: { u1: { roles: ['viewer', 'auditor'] } }, apiKeys: { k1: { revoked: true, role: 'admin' } } });
+    expect(s).toMatchObject({
+      users: { u1: { roles: ['viewer', 'auditor'] } },
+      apiKeys: { k1: { revoked: true, role: 'admin' } },
+    });
     expect(JSON.stringify(s)).not.toMatch(/x@y\.z|scrypt/);
-    const custom = [ev(T, 'invoice', 'i1', 'InvoiceRaised', { amount: 5, token: 't' }), ev(T, 'invoice', 'i1', 'InvoicePaid', { paid: true })];
-    expect(foldStream(custom[0]!.streamId, custom)).toEqual({ eventCount: 2, lastType: 'InvoicePaid', fields: { amount: 5, token: REDACTED, paid: true } });
+    const custom = [
+      ev(T, 'invoice', 'i1', 'InvoiceRaised', { amount: 5, token: 't' }),
+      ev(T, 'invoice', 'i1', 'InvoicePaid', { paid: true }),
+    ];
+    expect(foldStream(custom[0]!.streamId, custom)).toEqual({
+      eventCount: 2,
+      lastType: 'InvoicePaid',
+      fields: { amount: 5, token: REDACTED, paid: true },
+    });
   });
 
   it('parses at as a revision or an instant', () => {
     expect(parseReplayPoint('3')).toEqual({ revision: 3 });
     expect(parseReplayPoint('2025-03-01T10:00:00Z')).toEqual({ time: new Date('2025-03-01T10:00:00Z') });
     expect(parseReplayPoint(undefined)).toBeUndefined();
-    for (const bad of ['-1', 'yesterday', '3.5', "1' or '1'='1", '2025-99-99']) expect(parseReplayPoint(bad)).toBe('invalid');
+    for (const bad of ['-1', 'yesterday', '3.5', "1' or '1'='1", '2025-99-99'])
+      expect(parseReplayPoint(bad)).toBe('invalid');
   });
 });

@@ -1,7 +1,15 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '@keel/shared-events';
-import { createAuditKeyring, createAuditSigner, keyIdOf, parsePrivateKey, parsePublicKey, publicKeyPem, SigningKeyError } from '../src/audit/signing.ts';
+import {
+  createAuditKeyring,
+  createAuditSigner,
+  keyIdOf,
+  parsePrivateKey,
+  parsePublicKey,
+  publicKeyPem,
+  SigningKeyError,
+} from '../src/audit/signing.ts';
 import { loadProjectionConfig } from '../src/config.ts';
 
 describe('audit signing keys', () => {
@@ -22,7 +30,9 @@ describe('audit signing keys', () => {
 
   it('refuse junk and keys of another algorithm', () => {
     expect(() => parsePrivateKey('not a key')).toThrow(SigningKeyError);
-    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 })
+      .privateKey.export({ format: 'pem', type: 'pkcs8' })
+      .toString();
     expect(() => parsePrivateKey(rsa)).toThrow(/must be Ed25519/);
   });
 
@@ -40,9 +50,14 @@ describe('audit signing keys', () => {
 describe('projection config', () => {
   it('requires a signing key outside the embedded profile and names the problem', () => {
     expect(() => loadProjectionConfig({ profile: 'postgres', dataDir: '/nonexistent' }, {})).toThrow(ConfigError);
-    expect(() => loadProjectionConfig({ profile: 'postgres', dataDir: '/x' }, { KEEL_AUDIT_SIGNING_KEY: 'abc' })).toThrow(/KEEL_AUDIT_SIGNING_KEY/);
     expect(() =>
-      loadProjectionConfig({ profile: 'postgres', dataDir: '/x' }, { KEEL_AUDIT_SIGNING_KEY: 'a'.repeat(64), KEEL_AUDIT_CHECKPOINT_EVERY: '0' }),
+      loadProjectionConfig({ profile: 'postgres', dataDir: '/x' }, { KEEL_AUDIT_SIGNING_KEY: 'abc' }),
+    ).toThrow(/KEEL_AUDIT_SIGNING_KEY/);
+    expect(() =>
+      loadProjectionConfig(
+        { profile: 'postgres', dataDir: '/x' },
+        { KEEL_AUDIT_SIGNING_KEY: 'a'.repeat(64), KEEL_AUDIT_CHECKPOINT_EVERY: '0' },
+      ),
     ).toThrow(/KEEL_AUDIT_CHECKPOINT_EVERY/);
   });
 

@@ -124,7 +124,12 @@ export async function createTenant(env: TestEnv, name: string): Promise<TestTena
   for (const role of ['owner', 'admin', 'operator', 'auditor', 'viewer'] as Role[]) {
     const k = newApiKey();
     keys[role] = k.apiKey;
-    issued.push({ type: 'ApiKeyIssued', tenantId, actor, data: { keyId: k.keyId, name: role, role, secretHash: await hashSecret(k.secret) } });
+    issued.push({
+      type: 'ApiKeyIssued',
+      tenantId,
+      actor,
+      data: { keyId: k.keyId, name: role, role, secretHash: await hashSecret(k.secret) },
+    });
   }
   const access = await env.store.appendToStream(streamName('access', tenantId, 'main'), issued);
   await applyAuthEventsInTransaction(env.pool, [...created.events, ...access.events]);
@@ -135,7 +140,13 @@ export const auth = (key: string) => ({ authorization: `Bearer ${key}` });
 
 const actor = { kind: 'apiKey' as const, id: 'k-test' };
 
-export function record(tenantId: string, entityType: string, externalId: string, payload: Record<string, unknown>, correlationId?: string): NewEvent {
+export function record(
+  tenantId: string,
+  entityType: string,
+  externalId: string,
+  payload: Record<string, unknown>,
+  correlationId?: string,
+): NewEvent {
   return {
     type: 'RecordIngested',
     tenantId,
@@ -150,7 +161,15 @@ export async function ingest(env: TestEnv, tenantId: string, n: number, from = 0
   const r = await env.store.appendBatch(
     Array.from({ length: n }, (_, i) => ({
       streamId: streamName('record', tenantId, `customer-${from + i}`),
-      events: [record(tenantId, 'customer', String(from + i), { name: `c${from + i}`, email: `enc:${from + i}`, n: from + i }, `corr-${Math.floor((from + i) / 10)}`)],
+      events: [
+        record(
+          tenantId,
+          'customer',
+          String(from + i),
+          { name: `c${from + i}`, email: `enc:${from + i}`, n: from + i },
+          `corr-${Math.floor((from + i) / 10)}`,
+        ),
+      ],
     })),
   );
   return r.globalPosition;
@@ -158,36 +177,77 @@ export async function ingest(env: TestEnv, tenantId: string, n: number, from = 0
 
 /** A flow with a connector, runs that succeed and fail, a webhook with deliveries: everything the dashboard shows. */
 export async function integrationActivity(env: TestEnv, tenantId: string): Promise<number> {
-  const a = (type: string, data: Record<string, unknown>, extra: Partial<NewEvent> = {}): NewEvent => ({ type, tenantId, actor, data, ...extra });
+  const a = (type: string, data: Record<string, unknown>, extra: Partial<NewEvent> = {}): NewEvent => ({
+    type,
+    tenantId,
+    actor,
+    data,
+    ...extra,
+  });
   const s = env.store;
   await s.appendToStream(streamName('connector', tenantId, 'c1'), [
-    a('ConnectorInstalled', { connectorId: 'c1', kind: 'http', name: 'CRM', config: { url: 'https://crm.example' }, credentials: 'enc:secret' }),
+    a('ConnectorInstalled', {
+      connectorId: 'c1',
+      kind: 'http',
+      name: 'CRM',
+      config: { url: 'https://crm.example' },
+      credentials: 'enc:secret',
+    }),
   ]);
-  const definition = { trigger: { eventType: 'RecordIngested' }, steps: [{ transform: { name: '$.name' } }, { destination: { connectorId: 'c1' } }] };
+  const definition = {
+    trigger: { eventType: 'RecordIngested' },
+    steps: [{ transform: { name: '$.name' } }, { destination: { connectorId: 'c1' } }],
+  };
   await s.appendToStream(streamName('flow', tenantId, 'f1'), [
     a('FlowDefined', { flowId: 'f1', name: 'sync', definition }),
     a('FlowVersionPublished', { flowId: 'f1', version: 1, definition }),
     a('FlowEnabled', { flowId: 'f1' }),
   ]);
   const wh = await s.appendToStream(streamName('webhook', tenantId, 'w1'), [
-    a('WebhookEndpointRegistered', { webhookId: 'w1', url: 'https://hooks.example/in', eventTypes: ['RecordIngested'], secret: 'enc:whsec' }),
+    a('WebhookEndpointRegistered', {
+      webhookId: 'w1',
+      url: 'https://hooks.example/in',
+      eventTypes: ['RecordIngested'],
+      secret: 'enc:whsec',
+    }),
   ]);
   void wh;
   const recs = await s.appendBatch(
-    [0, 1, 2].map((i) => ({ streamId: streamName('record', tenantId, `order-${i}`), events: [record(tenantId, 'order', String(i), { total: i * 10 })] })),
+    [0, 1, 2].map((i) => ({
+      streamId: streamName('record', tenantId, `order-${i}`),
+      events: [record(tenantId, 'order', String(i), { total: i * 10 })],
+    })),
   );
   void recs;
   const ids = (await s.readStream(streamName('record', tenantId, 'order-0')))[0]!.eventId;
   const ids1 = (await s.readStream(streamName('record', tenantId, 'order-1')))[0]!.eventId;
   await s.appendToStream(streamName('webhook', tenantId, 'w1'), [
-    a('WebhookDeliverySucceeded', { webhookId: 'w1', deliveryId: 'd0', eventId: ids, attempt: 1, status: 200, latencyMs: 15 }),
-    a('WebhookDeliveryFailed', { webhookId: 'w1', deliveryId: 'd1', eventId: ids1, attempt: 1, status: 503, error: 'HTTP 503', nextAttemptAt: '2030-01-01T00:00:00.000Z' }),
+    a('WebhookDeliverySucceeded', {
+      webhookId: 'w1',
+      deliveryId: 'd0',
+      eventId: ids,
+      attempt: 1,
+      status: 200,
+      latencyMs: 15,
+    }),
+    a('WebhookDeliveryFailed', {
+      webhookId: 'w1',
+      deliveryId: 'd1',
+      eventId: ids1,
+      attempt: 1,
+      status: 503,
+      error: 'HTTP 503',
+      nextAttemptAt: '2030-01-01T00:00:00.000Z',
+    }),
   ]);
   const run = (runId: string, ok: boolean) => [
     a('FlowRunStarted', { runId, flowId: 'f1', flowVersion: 1, triggerEventId: ids, input: { name: 'x' } }),
     a('StepSucceeded', { runId, stepIndex: 0, attempt: 1, summary: { transformed: true } }),
     ...(ok
-      ? [a('StepSucceeded', { runId, stepIndex: 1, attempt: 1, summary: { status: 200 } }), a('FlowRunCompleted', { runId, durationMs: 120 })]
+      ? [
+          a('StepSucceeded', { runId, stepIndex: 1, attempt: 1, summary: { status: 200 } }),
+          a('FlowRunCompleted', { runId, durationMs: 120 }),
+        ]
       : [
           a('StepFailed', { runId, stepIndex: 1, attempt: 1, error: 'HTTP 500 from CRM' }),
           a('StepRetryScheduled', { runId, stepIndex: 1, attempt: 1, retryAt: '2030-01-01T00:00:00.000Z' }),
@@ -201,10 +261,17 @@ export async function integrationActivity(env: TestEnv, tenantId: string): Promi
 }
 
 /** Waits until the projection has applied everything up to `position` (the store's head by default). */
-export async function waitForProjection(env: TestEnv, projection: ProjectionName, position?: number, timeoutMs = 30_000): Promise<void> {
+export async function waitForProjection(
+  env: TestEnv,
+  projection: ProjectionName,
+  position?: number,
+  timeoutMs = 30_000,
+): Promise<void> {
   // Not store.headPosition(): that is the gap-safe head, which lags while any transaction in the
   // cluster (other suites' databases included) is open. The last appended position is the target.
-  const target = position ?? Number((await env.pool.query('select coalesce(max(global_position), 0) as p from keel_events')).rows[0].p);
+  const target =
+    position ??
+    Number((await env.pool.query('select coalesce(max(global_position), 0) as p from keel_events')).rows[0].p);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = await env.pool.query(
@@ -222,7 +289,12 @@ export async function waitForProjection(env: TestEnv, projection: ProjectionName
 export async function dumpTable(pool: pg.Pool, table: string, orderBy: string): Promise<unknown[]> {
   const r = await pool.query(`select * from ${table} order by ${orderBy}`);
   return r.rows.map((row: Record<string, unknown>) =>
-    Object.fromEntries(Object.entries(row).map(([k, v]) => [k, Buffer.isBuffer(v) ? v.toString('hex') : v instanceof Date ? v.toISOString() : v])),
+    Object.fromEntries(
+      Object.entries(row).map(([k, v]) => [
+        k,
+        Buffer.isBuffer(v) ? v.toString('hex') : v instanceof Date ? v.toISOString() : v,
+      ]),
+    ),
   );
 }
 

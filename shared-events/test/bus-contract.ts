@@ -4,7 +4,14 @@
  * (a prefix) and its own group names, so tests share one store, topic and broker.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { PermanentFailure, projector, runner, type BusConsumer, type EventBus, type RecordedEvent } from '@keel/shared-events';
+import {
+  PermanentFailure,
+  projector,
+  runner,
+  type BusConsumer,
+  type EventBus,
+  type RecordedEvent,
+} from '@keel/shared-events';
 import {
   appendRound,
   appliedCount,
@@ -52,7 +59,9 @@ export function busContract(makeHarness: () => Promise<BusHarness>): void {
       maxBatchSize: 40,
       handler: async (batch) => {
         seen.see(batch.events);
-        return projector({ name, pool: h.db.pool, apply: (events, tx) => applyTestProjection(tx, name, events) })(batch);
+        return projector({ name, pool: h.db.pool, apply: (events, tx) => applyTestProjection(tx, name, events) })(
+          batch,
+        );
       },
     });
     await appendRound(h.db.store, ts, 25, 25);
@@ -70,7 +79,8 @@ export function busContract(makeHarness: () => Promise<BusHarness>): void {
     const ts = tenants(5, 'cb');
     const name = uniqueName('projector-contract-b');
     await appendRound(h.db.store, ts, 0, 40);
-    const apply = (events: RecordedEvent[], tx: Parameters<typeof applyTestProjection>[0]) => applyTestProjection(tx, name, events);
+    const apply = (events: RecordedEvent[], tx: Parameters<typeof applyTestProjection>[0]) =>
+      applyTestProjection(tx, name, events);
     const first = await consume({ group: `${name}-1`, handler: projector({ name, pool: h.db.pool, apply }) });
     await waitFor('200 events applied', async () => (await appliedCount(h.db.pool, name, 'cb')) >= 200);
     await first.stop();

@@ -45,7 +45,9 @@ describe('lease', () => {
     await old.tryAcquire();
     await old.checkpoint(100);
     // Another holder takes over (e.g. after `old` was paused past its expiry).
-    await pool.query(`update keel_bus_checkpoints set lease_expires_at = now() - interval '1 second' where name = 'relay:z'`);
+    await pool.query(
+      `update keel_bus_checkpoints set lease_expires_at = now() - interval '1 second' where name = 'relay:z'`,
+    );
     const fresh = createLease({ pool, name: 'relay:z', holder: 'new', ttlMs: 60_000 });
     expect(await fresh.tryAcquire()).toEqual({ position: 100, fencing: 2 });
     expect(await fresh.checkpoint(150)).toBe(true);

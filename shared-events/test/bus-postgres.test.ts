@@ -4,7 +4,14 @@
  * (a lease), standbys that take over, and the profile switch.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { busKindFor, createBus, createPostgresBus, projector, readCheckpoint, type BusConsumer } from '@keel/shared-events';
+import {
+  busKindFor,
+  createBus,
+  createPostgresBus,
+  projector,
+  readCheckpoint,
+  type BusConsumer,
+} from '@keel/shared-events';
 import { busContract } from './bus-contract.ts';
 import {
   appendRound,
@@ -24,7 +31,13 @@ import {
 describe('PostgreSQL bus: projector and runner contract', () => {
   busContract(async () => {
     const db = await busDatabase('pgbus');
-    const bus = createPostgresBus({ store: db.store, pool: db.pool, logger: testLogger, leaseTtlMs: 2_000, pollIntervalMs: 10 });
+    const bus = createPostgresBus({
+      store: db.store,
+      pool: db.pool,
+      logger: testLogger,
+      leaseTtlMs: 2_000,
+      pollIntervalMs: 10,
+    });
     return {
       db,
       bus,
@@ -49,8 +62,20 @@ describe('PostgreSQL bus: one active member per group', () => {
   it('a standby takes over when the active member stops, from its checkpoint, without double application', async () => {
     db = await busDatabase('pgsb');
     const name = 'projector-standby';
-    const busA = createPostgresBus({ store: db.store, pool: db.pool, logger: testLogger, leaseTtlMs: 1_000, pollIntervalMs: 10 });
-    const busB = createPostgresBus({ store: db.store, pool: db.pool, logger: testLogger, leaseTtlMs: 1_000, pollIntervalMs: 10 });
+    const busA = createPostgresBus({
+      store: db.store,
+      pool: db.pool,
+      logger: testLogger,
+      leaseTtlMs: 1_000,
+      pollIntervalMs: 10,
+    });
+    const busB = createPostgresBus({
+      store: db.store,
+      pool: db.pool,
+      logger: testLogger,
+      leaseTtlMs: 1_000,
+      pollIntervalMs: 10,
+    });
     const handled = { a: 0, b: 0 };
     const make = (id: 'a' | 'b') => {
       const apply = projector({ name, pool: db.pool, apply: (events, tx) => applyTestProjection(tx, name, events) });
@@ -104,7 +129,9 @@ describe('PostgreSQL bus: one active member per group', () => {
     await appendRound(db.store, ts, 10, 10);
     await waitFor('the new events', () => got.length >= 20);
     await new Promise((r) => setTimeout(r, 200));
-    expect(got.sort((x, y) => x - y)).toEqual([11, 11, 12, 12, 13, 13, 14, 14, 15, 15, 16, 16, 17, 17, 18, 18, 19, 19, 20, 20]);
+    expect(got.sort((x, y) => x - y)).toEqual([
+      11, 11, 12, 12, 13, 13, 14, 14, 15, 15, 16, 16, 17, 17, 18, 18, 19, 19, 20, 20,
+    ]);
   });
 });
 
@@ -119,13 +146,25 @@ describe('profile → bus', () => {
   it('createBus builds the adapter of the profile', async () => {
     const db = await busDatabase('pgcb');
     try {
-      const pgBus = createBus({ config: { profile: 'embedded', kafkaBrokers: [] }, store: db.store, pool: db.pool, logger: testLogger });
+      const pgBus = createBus({
+        config: { profile: 'embedded', kafkaBrokers: [] },
+        store: db.store,
+        pool: db.pool,
+        logger: testLogger,
+      });
       expect(pgBus.kind).toBe('postgres');
       await pgBus.close();
-      const kafkaBus = createBus({ config: { profile: 'kafka', kafkaBrokers: ['127.0.0.1:1'] }, store: db.store, pool: db.pool, logger: testLogger });
+      const kafkaBus = createBus({
+        config: { profile: 'kafka', kafkaBrokers: ['127.0.0.1:1'] },
+        store: db.store,
+        pool: db.pool,
+        logger: testLogger,
+      });
       expect(kafkaBus.kind).toBe('kafka'); // built lazily: nothing connects until consume()
       await kafkaBus.close();
-      expect(() => createBus({ config: { profile: 'distributed', kafkaBrokers: [] }, store: db.store, pool: db.pool })).toThrow(/KAFKA_BROKERS/);
+      expect(() =>
+        createBus({ config: { profile: 'distributed', kafkaBrokers: [] }, store: db.store, pool: db.pool }),
+      ).toThrow(/KAFKA_BROKERS/);
     } finally {
       await db.close();
     }

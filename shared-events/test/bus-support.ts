@@ -66,12 +66,24 @@ export function ingested(tenantId: string, seq: number): NewEvent {
     actor: { kind: 'system', id: 'bus-test' },
     correlationId: `corr-${tenantId}-${seq}`,
     traceparent: `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`,
-    data: { source: 'bus-test', entityType: 'seq', externalId: String(seq), payload, receivedVia: 'api', contentHash: canonicalHash(payload) },
+    data: {
+      source: 'bus-test',
+      entityType: 'seq',
+      externalId: String(seq),
+      payload,
+      receivedVia: 'api',
+      contentHash: canonicalHash(payload),
+    },
   };
 }
 
 /** Appends events seq+1..seq+perTenant for every tenant, interleaved, in one batch; returns the count. */
-export async function appendRound(store: EventStore, ts: string[], fromSeq: number, perTenant: number): Promise<number> {
+export async function appendRound(
+  store: EventStore,
+  ts: string[],
+  fromSeq: number,
+  perTenant: number,
+): Promise<number> {
   await appendRoundAt(store, ts, fromSeq, perTenant);
   return ts.length * perTenant;
 }
@@ -80,7 +92,12 @@ export async function appendRound(store: EventStore, ts: string[], fromSeq: numb
  * Like appendRound; returns the global position of the round's last event. (Not headPosition():
  * that one is gap-safe and can trail behind while any transaction on the server is open.)
  */
-export async function appendRoundAt(store: EventStore, ts: string[], fromSeq: number, perTenant: number): Promise<number> {
+export async function appendRoundAt(
+  store: EventStore,
+  ts: string[],
+  fromSeq: number,
+  perTenant: number,
+): Promise<number> {
   const r = await store.appendBatch(
     ts.map((t) => ({
       streamId: `record-${t}-seq-all`,
@@ -151,7 +168,11 @@ export function deliveryTracker(tenantPrefix = '') {
   return t;
 }
 
-export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<void> {
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 60_000,
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
@@ -168,7 +189,8 @@ export async function appliedCount(pool: pg.Pool, projector: string, tenantPrefi
   return Number(r.rows[0]!.n);
 }
 
-export const uniqueName = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+export const uniqueName = (prefix: string): string =>
+  `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 
 export interface Fixture {
   child: ChildProcess;

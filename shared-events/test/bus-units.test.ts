@@ -31,7 +31,14 @@ function event(tenantId: string, seq: number, type = 'RecordIngested'): Recorded
     recordedAt: new Date('2025-01-01T00:00:00.001Z'),
     actor: { kind: 'system', id: 'unit' },
     traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
-    data: { source: 's', entityType: 'seq', externalId: String(seq), payload, receivedVia: 'api', contentHash: canonicalHash(payload) },
+    data: {
+      source: 's',
+      entityType: 'seq',
+      externalId: String(seq),
+      payload,
+      receivedVia: 'api',
+      contentHash: canonicalHash(payload),
+    },
   };
 }
 

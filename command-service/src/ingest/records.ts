@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { canonicalHash, streamName, type Actor, type Json, type NewEvent, type RecordIngestedData } from '@keel/shared-events';
 
 /**
@@ -14,6 +15,8 @@ export interface IngestRecord {
   externalId: string;
   occurredAt?: Date;
   payload: { [key: string]: Json };
+  /** canonicalJson(payload), when validation could make it cheaply. */
+  canonicalPayload?: string;
 }
 
 export type RecordRejectionCode = 'INVALID_JSON' | 'NOT_AN_OBJECT' | 'UNKNOWN_FIELD' | 'MISSING_FIELD' | 'INVALID_FIELD' | 'TOO_LARGE';
@@ -41,24 +44,43 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 /**
  * PostgreSQL's jsonb refuses \u0000 and lone surrogates; one such record would fail its whole
- * batch, so it is refused here, alone. Also bounds the nesting depth.
+ * batch, so it is refused here, alone. Also bounds the nesting depth, and collects the payload's
+ * property names on the way (see canonicalPayloadJson).
  */
-function payloadProblem(v: unknown, depth: number): string | undefined {
+function payloadProblem(v: unknown, depth: number, keys: Set<string>): string | undefined {
   if (typeof v === 'string') return stringProblem(v);
   if (v === null || typeof v !== 'object') return undefined;
   if (depth > MAX_PAYLOAD_DEPTH) return `is nested deeper than ${MAX_PAYLOAD_DEPTH} levels`;
   if (Array.isArray(v)) {
     for (const x of v) {
-      const p = payloadProblem(x, depth + 1);
+      const p = payloadProblem(x, depth + 1, keys);
       if (p) return p;
     }
     return undefined;
   }
   for (const k in v as Record<string, unknown>) {
-    const p = stringProblem(k) ?? payloadProblem((v as Record<string, unknown>)[k], depth + 1);
+    keys.add(k);
+    const p = stringProblem(k) ?? payloadProblem((v as Record<string, unknown>)[k], depth + 1, keys);
     if (p) return p;
   }
   return undefined;
+}
+
+/** Beyond this many distinct property names the property-list trick costs more than it saves. */
+const MAX_CANONICAL_KEYS = 256;
+
+/**
+ * canonicalJson (shared-events) of a value that came out of JSON.parse, at native speed:
+ * `JSON.stringify` with an array replacer writes every object's properties in the order of that
+ * array, so the sorted list of all property names gives sorted keys at every level. For parsed
+ * JSON (no toJSON functions, no undefined, no cycles, finite numbers) this is exactly
+ * canonicalJson's text, 3-4x faster (equality is property-tested in test/unit/records.test.ts).
+ */
+export function canonicalPayloadJson(payload: unknown, keys: ReadonlySet<string>): string | undefined {
+  // The list is looked up on every object, inherited properties included: "__proto__" would
+  // find Object.prototype on objects that lack it (functions such as "toString" are skipped).
+  if (keys.size > MAX_CANONICAL_KEYS || keys.has('__proto__')) return undefined;
+  return JSON.stringify(payload, [...keys].sort());
 }
 
 function stringProblem(s: string): string | undefined {
@@ -91,7 +113,8 @@ export function validateRecord(value: unknown): RecordResult {
   }
   if (value.payload === undefined) return reject('MISSING_FIELD', 'payload is required');
   if (!isPlainObject(value.payload)) return reject('INVALID_FIELD', 'payload must be a JSON object');
-  const problem = payloadProblem(value.payload, 1);
+  const keys = new Set<string>();
+  const problem = payloadProblem(value.payload, 1, keys);
   if (problem) return reject('INVALID_FIELD', `payload ${problem}`);
   const record: IngestRecord = {
     source: value.source as string,
@@ -99,6 +122,8 @@ export function validateRecord(value: unknown): RecordResult {
     externalId: value.externalId as string,
     payload: value.payload as { [key: string]: Json },
   };
+  const canonical = canonicalPayloadJson(value.payload, keys);
+  if (canonical !== undefined) record.canonicalPayload = canonical;
   if (occurredAt) record.occurredAt = occurredAt;
   return { ok: true, record };
 }
@@ -132,7 +157,10 @@ export function recordEvent(record: IngestRecord, o: RecordEventOptions): { stre
     externalId: record.externalId,
     payload: record.payload,
     receivedVia: o.receivedVia,
-    contentHash: canonicalHash(record.payload),
+    contentHash:
+      record.canonicalPayload !== undefined
+        ? createHash('sha256').update(record.canonicalPayload, 'utf8').digest('hex')
+        : canonicalHash(record.payload),
   };
   const event: NewEvent<'RecordIngested', RecordIngestedData> = {
     type: 'RecordIngested',

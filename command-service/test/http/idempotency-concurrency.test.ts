@@ -97,13 +97,28 @@ describe('optimistic concurrency', () => {
   });
 
   it('concurrent commands on one stream all succeed: conflicts are retried', async () => {
+    // Each conflict means another writer got through, so with 3 retries 4 racing writers all land.
     const { connectorId } = (await post('/connectors', { kind: 'http', name: 'busy' })).json();
     const results = await Promise.all(
-      Array.from({ length: 8 }, (_, i) => post(`/connectors/${connectorId}/credentials`, { credentials: `token-${i}` })),
+      Array.from({ length: 4 }, (_, i) => post(`/connectors/${connectorId}/credentials`, { credentials: `token-${i}` })),
     );
-    expect(results.map((r) => r.statusCode)).toEqual(Array(8).fill(200));
+    expect(results.map((r) => r.statusCode)).toEqual(Array(4).fill(200));
     const stream = await t.runtime.store.readStream(`connector-${tenantId}-${connectorId}`);
-    expect(stream.map((e) => e.streamPosition)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(stream.map((e) => e.streamPosition)).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it('beyond the retries, a loser gets 409 CONCURRENCY_CONFLICT and its command is not applied', async () => {
+    const { connectorId } = (await post('/connectors', { kind: 'http', name: 'crowded' })).json();
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => post(`/connectors/${connectorId}/credentials`, { credentials: `token-${i}` })),
+    );
+    const ok = results.filter((r) => r.statusCode === 200).length;
+    for (const r of results.filter((x) => x.statusCode !== 200)) {
+      expect(r.statusCode).toBe(409);
+      expect(errorOf(r).code).toBe('CONCURRENCY_CONFLICT');
+    }
+    const stream = await t.runtime.store.readStream(`connector-${tenantId}-${connectorId}`);
+    expect(stream).toHaveLength(1 + ok); // exactly the answered-200 commands were applied
   });
 
   it('a writer that keeps losing the race gets 409 after the bounded retries', async () => {

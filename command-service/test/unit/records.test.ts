@@ -88,3 +88,58 @@ describe('fast UUIDv7 for ingest', async () => {
     expect(fastUuidv7(t).slice(0, 13).replace('-', '')).toBe(t.toString(16).padStart(12, '0'));
   });
 });
+
+describe('canonical payload JSON (the property-list fast path)', async () => {
+  const { canonicalJson } = await import('@keel/shared-events');
+  const { canonicalPayloadJson } = await import('../../src/ingest/records.ts');
+  // A small deterministic generator of arbitrary JSON (what JSON.parse can produce).
+  let seed = 42;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const pick = <T,>(xs: T[]) => xs[Math.floor(rnd() * xs.length)]!;
+  const keyPool = ['a', 'b', 'B', 'z', '10', '9', '1', '_', 'é', 'ä', '😀', '__proto__', 'toJSON', 'constructor', '', ' ', 'aa', 'a-b', 'Zeta'];
+  const strings = ['', 'x', 'quote"back\\slash', 'line\nbreak\ttab', 'uni ✓ 😀', '\u2028\u2029', '\u001f'];
+  /** Objects are built as entry lists (Obj), so duplicate keys and "__proto__" reach the text as such. */
+  class Obj {
+    constructor(readonly entries: [string, unknown][]) {}
+  }
+  function toText(v: unknown): string {
+    if (v instanceof Obj) return `{${v.entries.map(([k, x]) => `${JSON.stringify(k)}:${toText(x)}`).join(',')}}`;
+    if (Array.isArray(v)) return `[${v.map(toText).join(',')}]`;
+    return JSON.stringify(v);
+  }
+  function value(depth: number): unknown {
+    const r = rnd();
+    if (depth > 4 || r < 0.3) return pick<unknown>([null, true, false, 0, -0, 1.5, -2e-7, 1e21, 123456789012, ...strings]);
+    if (r < 0.55) return Array.from({ length: Math.floor(rnd() * 4) }, () => value(depth + 1));
+    const entries: [string, unknown][] = [];
+    for (let i = Math.floor(rnd() * 6); i > 0; i--) entries.push([pick(keyPool), value(depth + 1)]);
+    return new Obj(entries);
+  }
+  it('equals canonicalJson on 3000 arbitrary parsed JSON payloads', () => {
+    let checked = 0;
+    let fast = 0;
+    for (let i = 0; i < 3000; i++) {
+      // built as text so that "__proto__" becomes an own property, as JSON.parse makes it
+      const payload = JSON.parse(toText(new Obj([['root', value(0)], [pick(keyPool), value(1)]])));
+      const r = validateRecord({ ...good, payload });
+      if (!r.ok) continue;
+      checked++;
+      if (r.record.canonicalPayload !== undefined) fast++;
+      expect(r.record.canonicalPayload ?? canonicalJson(payload)).toBe(canonicalJson(payload));
+      const e = recordEvent(r.record, { tenantId: 't', actor: { kind: 'apiKey', id: 'k' }, receivedVia: 'api' });
+      expect(e.event.data.contentHash).toBe(canonicalHash(payload));
+    }
+    expect(checked).toBeGreaterThan(2500);
+    expect(fast).toBeGreaterThan(1000); // the fast path was really exercised
+    const keys = new Set<string>(['b', 'a']);
+    expect(canonicalPayloadJson({ b: 1, a: { b: [{ b: 2, a: 3 }], a: null } }, keys)).toBe('{"a":{"a":null,"b":[{"a":3,"b":2}]},"b":1}');
+  });
+
+  it('falls back to canonicalHash for payloads with very many distinct keys', () => {
+    const payload = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${i}`, i]));
+    const r = validateRecord({ ...good, payload });
+    expect(r.ok && r.record.canonicalPayload).toBe(undefined);
+    const e = r.ok ? recordEvent(r.record, { tenantId: 't', actor: { kind: 'apiKey', id: 'k' }, receivedVia: 'api' }) : undefined;
+    expect(e?.event.data.contentHash).toBe(canonicalHash(payload));
+  });
+});

@@ -29,7 +29,8 @@ function sortedCopy(value: unknown, depth: number): unknown {
     return out;
   }
   const proto = Object.getPrototypeOf(value) as unknown;
-  if ((proto !== Object.prototype && proto !== null) || typeof (value as { toJSON?: unknown }).toJSON === 'function') return SLOW;
+  if ((proto !== Object.prototype && proto !== null) || typeof (value as { toJSON?: unknown }).toJSON === 'function')
+    return SLOW;
   const keys = Object.keys(value);
   if (keys.length > 1) keys.sort();
   const out: Record<string, unknown> = {};

@@ -67,7 +67,8 @@ export function linkHash(previous: Buffer, entry: AuditEntry): Buffer {
  * projector idempotent on its own.
  */
 export function appendToChain(head: ChainHead, entry: AuditEntry): { head: ChainHead; row?: AuditRow } {
-  if (entry.tenantId !== head.tenantId) throw new Error(`entry of tenant ${entry.tenantId} on chain of ${head.tenantId}`);
+  if (entry.tenantId !== head.tenantId)
+    throw new Error(`entry of tenant ${entry.tenantId} on chain of ${head.tenantId}`);
   if (entry.globalPosition <= head.position) return { head };
   const hash = linkHash(head.hash, entry);
   // Spelled out rather than spread: this runs for every event of a rebuild.
@@ -106,7 +107,9 @@ export interface Checkpoint {
 }
 
 /** What a checkpoint signature covers. Plain text so an auditor can check it with any Ed25519 tool. */
-export function checkpointMessage(c: Pick<Checkpoint, 'tenantId' | 'seq' | 'position' | 'hash' | 'signedAt' | 'keyId'>): string {
+export function checkpointMessage(
+  c: Pick<Checkpoint, 'tenantId' | 'seq' | 'position' | 'hash' | 'signedAt' | 'keyId'>,
+): string {
   return [
     `${CHAIN_FORMAT}.checkpoint`,
     c.tenantId,
@@ -213,7 +216,11 @@ export function createChainVerifier(tenantId: string, options: VerifyOptions = {
         return broken;
       }
       if (expectedHead && (expectedHead.seq !== head.seq || !expectedHead.hash.equals(head.hash))) {
-        broken = { position: expectedHead.seq > head.seq ? expectedHead.position : head.position, seq: Math.min(expectedHead.seq, head.seq) + 1, reason: 'head_mismatch' };
+        broken = {
+          position: expectedHead.seq > head.seq ? expectedHead.position : head.position,
+          seq: Math.min(expectedHead.seq, head.seq) + 1,
+          reason: 'head_mismatch',
+        };
       }
       return broken;
     },

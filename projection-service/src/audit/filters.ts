@@ -83,7 +83,8 @@ export function parseAuditFilters(query: Query, ctx: ParseContext): AuditFilters
     const types = [...new Set(type.split(','))];
     if (types.length > 50) throw new ValidationError('type lists at most 50 event types', 'type');
     for (const t of types) {
-      if (!TYPE_RE.test(t) || !ctx.isKnownType(t)) throw new ValidationError(`type "${t.slice(0, 100)}" is not a known event type`, 'type');
+      if (!TYPE_RE.test(t) || !ctx.isKnownType(t))
+        throw new ValidationError(`type "${t.slice(0, 100)}" is not a known event type`, 'type');
     }
     filters.types = types.sort();
   }
@@ -92,10 +93,16 @@ export function parseAuditFilters(query: Query, ctx: ParseContext): AuditFilters
   if (streamId !== undefined) {
     const name = parseStreamName(streamId);
     // No whitespace or control characters, and none of the characters that only show up in injection attempts.
-    if (streamId.length > 400 || /[\p{Cc}\s'"`\\;<>]/u.test(streamId) || !name || !/^[a-z][a-z0-9_]*$/.test(name.category)) {
+    if (
+      streamId.length > 400 ||
+      /[\p{Cc}\s'"`\\;<>]/u.test(streamId) ||
+      !name ||
+      !/^[a-z][a-z0-9_]*$/.test(name.category)
+    ) {
       throw new ValidationError('streamId must be a stream id {category}-{tenantId}-{id}', 'streamId');
     }
-    if (name.tenantId !== ctx.tenantId) throw new ValidationError('streamId names a stream of another tenant', 'streamId');
+    if (name.tenantId !== ctx.tenantId)
+      throw new ValidationError('streamId names a stream of another tenant', 'streamId');
     filters.streamId = streamId;
   }
 

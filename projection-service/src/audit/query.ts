@@ -35,7 +35,11 @@ export function mapAuditRow(r: Record<string, unknown>): AuditRow {
 }
 
 /** WHERE and ORDER BY of a filtered audit query, in page order, starting after `before` ($1 = tenant). */
-export function auditQueryParts(tenantId: string, filters: AuditFilters, before?: AuditKey): { where: string; orderBy: string; params: unknown[] } {
+export function auditQueryParts(
+  tenantId: string,
+  filters: AuditFilters,
+  before?: AuditKey,
+): { where: string; orderBy: string; params: unknown[] } {
   const params: unknown[] = [tenantId];
   const where = ['tenant_id = $1'];
   const add = (clause: (p: string) => string, value: unknown) => {
@@ -69,7 +73,9 @@ export function auditQueryParts(tenantId: string, filters: AuditFilters, before?
 }
 
 export function keyOf(row: { globalPosition: number; recordedAt: Date }, filters: AuditFilters): AuditKey {
-  return auditOrder(filters) === 'time' ? { position: row.globalPosition, recordedAt: row.recordedAt.getTime() } : { position: row.globalPosition };
+  return auditOrder(filters) === 'time'
+    ? { position: row.globalPosition, recordedAt: row.recordedAt.getTime() }
+    : { position: row.globalPosition };
 }
 
 export async function queryAuditPage(
@@ -82,7 +88,10 @@ export async function queryAuditPage(
   const { where, orderBy, params } = auditQueryParts(tenantId, filters, before);
   params.push(limit + 1);
   const res = await withTenant(pool, tenantId, (c) =>
-    c.query(`select ${AUDIT_COLUMNS} from audit_events where ${where} order by ${orderBy} limit $${params.length}`, params),
+    c.query(
+      `select ${AUDIT_COLUMNS} from audit_events where ${where} order by ${orderBy} limit $${params.length}`,
+      params,
+    ),
   );
   const rows = res.rows.map(mapAuditRow);
   if (rows.length <= limit) return { rows };
@@ -108,25 +117,27 @@ const NDJSON_LINE = `'{"position":' || global_position || ',"chainSeq":' || chai
   || ',"hash":"' || encode(hash, 'hex') || '","payload":' || payload::text || E'}\\n'`;
 
 /** RFC 4180 field: quoted (quotes doubled) when it holds a comma, quote, CR or LF. */
-const csv = (expr: string) => `(case when ${expr} ~ '[",\\r\\n]' then '"' || replace(${expr}, '"', '""') || '"' else ${expr} end)`;
-const CSV_LINE = [
-  'global_position::text',
-  'chain_seq::text',
-  csv('event_id'),
-  csv('stream_id'),
-  'stream_position::text',
-  csv('type'),
-  'schema_version::text',
-  csv('actor_kind'),
-  csv('actor_id'),
-  csv(`coalesce(subject, '')`),
-  iso('occurred_at'),
-  iso('recorded_at'),
-  csv(`coalesce(correlation_id, '')`),
-  csv(`coalesce(causation_id, '')`),
-  csv('payload::text'),
-  `encode(hash, 'hex')`,
-].join(` || ',' || `) + ` || E'\\r\\n'`;
+const csv = (expr: string) =>
+  `(case when ${expr} ~ '[",\\r\\n]' then '"' || replace(${expr}, '"', '""') || '"' else ${expr} end)`;
+const CSV_LINE =
+  [
+    'global_position::text',
+    'chain_seq::text',
+    csv('event_id'),
+    csv('stream_id'),
+    'stream_position::text',
+    csv('type'),
+    'schema_version::text',
+    csv('actor_kind'),
+    csv('actor_id'),
+    csv(`coalesce(subject, '')`),
+    iso('occurred_at'),
+    iso('recorded_at'),
+    csv(`coalesce(correlation_id, '')`),
+    csv(`coalesce(causation_id, '')`),
+    csv('payload::text'),
+    `encode(hash, 'hex')`,
+  ].join(` || ',' || `) + ` || E'\\r\\n'`;
 
 /**
  * Every matching row as export lines, in page order, in chunks: each chunk is its own short
@@ -167,7 +178,12 @@ export async function* streamAuditExport(
 }
 
 /** The rows themselves, in page order and chunks (for tools and tests that want objects). */
-export async function* streamAuditRows(pool: pg.Pool, tenantId: string, filters: AuditFilters, chunkSize = 5000): AsyncGenerator<AuditRow[]> {
+export async function* streamAuditRows(
+  pool: pg.Pool,
+  tenantId: string,
+  filters: AuditFilters,
+  chunkSize = 5000,
+): AsyncGenerator<AuditRow[]> {
   let before: AuditKey | undefined;
   for (;;) {
     const { rows, next } = await queryAuditPage(pool, tenantId, filters, chunkSize, before);

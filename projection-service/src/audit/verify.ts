@@ -37,18 +37,18 @@ export async function verifyTenantChain(
     );
     const h = await c.query('select seq, hash, position from audit_chain_heads where tenant_id = $1', [tenantId]);
     return {
-      checkpoints: cps.rows.map(
-        (r): Checkpoint => ({
-          tenantId: r.tenant_id as string,
-          seq: Number(r.seq),
-          position: Number(r.position),
-          hash: r.hash as Buffer,
-          signedAt: r.signed_at as Date,
-          keyId: r.key_id as string,
-          signature: r.signature as Buffer,
-        }),
-      ),
-      head: h.rows[0] ? { seq: Number(h.rows[0].seq), hash: h.rows[0].hash as Buffer, position: Number(h.rows[0].position) } : undefined,
+      checkpoints: cps.rows.map((r): Checkpoint => ({
+        tenantId: r.tenant_id as string,
+        seq: Number(r.seq),
+        position: Number(r.position),
+        hash: r.hash as Buffer,
+        signedAt: r.signed_at as Date,
+        keyId: r.key_id as string,
+        signature: r.signature as Buffer,
+      })),
+      head: h.rows[0]
+        ? { seq: Number(h.rows[0].seq), hash: h.rows[0].hash as Buffer, position: Number(h.rows[0].position) }
+        : undefined,
     };
   });
 
@@ -76,7 +76,11 @@ export async function verifyTenantChain(
     ok: !broken,
     checked: verifier.checked,
     ...(broken ? { firstBrokenAt: broken.position, firstBrokenSeq: broken.seq, reason: broken.reason } : {}),
-    checkpoints: { checked: verifier.checkpointsChecked, total: checkpoints.length, keyIds: [...new Set(checkpoints.map((c) => c.keyId))] },
+    checkpoints: {
+      checked: verifier.checkpointsChecked,
+      total: checkpoints.length,
+      keyIds: [...new Set(checkpoints.map((c) => c.keyId))],
+    },
     ...(head ? { head: { seq: head.seq, position: head.position, hash: head.hash.toString('hex') } } : {}),
   };
 }

@@ -29,7 +29,10 @@ export async function projectionsRebuildCommand(
   options.signal?.addEventListener('abort', onSigint);
   process.once('SIGINT', onSigint);
   try {
-    const result = await rebuildProjection(runtime, name, { onProgress: (p) => printer.update(p), signal: controller.signal });
+    const result = await rebuildProjection(runtime, name, {
+      onProgress: (p) => printer.update(p),
+      signal: controller.signal,
+    });
     printer.done();
     if (has(parsed, 'json')) write(out, JSON.stringify(result));
     else
@@ -44,7 +47,10 @@ export async function projectionsRebuildCommand(
   } catch (e) {
     printer.done();
     const code = (e as { code?: string }).code;
-    write(out, `rebuild of ${name} ${code === 'REBUILD_INTERRUPTED' ? 'interrupted' : 'failed'}: ${(e as Error).message}`);
+    write(
+      out,
+      `rebuild of ${name} ${code === 'REBUILD_INTERRUPTED' ? 'interrupted' : 'failed'}: ${(e as Error).message}`,
+    );
     return code === 'REBUILD_INTERRUPTED' ? 130 : 1;
   } finally {
     process.off('SIGINT', onSigint);

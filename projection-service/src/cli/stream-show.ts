@@ -35,10 +35,20 @@ export async function streamShowCommand(
     if (json) write(out, JSON.stringify({ streamId, steps }));
     else {
       for (const s of steps) {
-        write(out, `#${s.event.revision} ${s.event.type}  @${s.event.position}  ${s.event.recordedAt}  by ${s.event.actor.kind}:${s.event.actor.id}`);
+        write(
+          out,
+          `#${s.event.revision} ${s.event.type}  @${s.event.position}  ${s.event.recordedAt}  by ${s.event.actor.kind}:${s.event.actor.id}`,
+        );
         for (const c of s.changes) {
           const v = (x: unknown) => JSON.stringify(x);
-          write(out, c.op === 'added' ? `    + ${c.path} = ${v(c.after)}` : c.op === 'removed' ? `    - ${c.path} (was ${v(c.before)})` : `    ~ ${c.path}: ${v(c.before)} → ${v(c.after)}`);
+          write(
+            out,
+            c.op === 'added'
+              ? `    + ${c.path} = ${v(c.after)}`
+              : c.op === 'removed'
+                ? `    - ${c.path} (was ${v(c.before)})`
+                : `    ~ ${c.path}: ${v(c.before)} → ${v(c.after)}`,
+          );
         }
       }
     }
@@ -46,11 +56,16 @@ export async function streamShowCommand(
   }
   const state = foldStream(streamId, events);
   const last = events[events.length - 1]!;
-  if (json) write(out, JSON.stringify({ streamId, revision: last.streamPosition, state, events: events.map(toReplayEvent) }));
+  if (json)
+    write(out, JSON.stringify({ streamId, revision: last.streamPosition, state, events: events.map(toReplayEvent) }));
   else {
-    write(out, `stream ${streamId} at revision ${last.streamPosition} (position ${last.globalPosition}, ${last.recordedAt.toISOString()})`);
+    write(
+      out,
+      `stream ${streamId} at revision ${last.streamPosition} (position ${last.globalPosition}, ${last.recordedAt.toISOString()})`,
+    );
     write(out, 'events:');
-    for (const e of events) write(out, `  #${e.streamPosition} ${e.type}  @${e.globalPosition}  ${e.recordedAt.toISOString()}`);
+    for (const e of events)
+      write(out, `  #${e.streamPosition} ${e.type}  @${e.globalPosition}  ${e.recordedAt.toISOString()}`);
     write(out, 'state:');
     write(out, JSON.stringify(state, null, 2).replace(/^/gm, '  '));
   }

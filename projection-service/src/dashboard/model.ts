@@ -123,11 +123,13 @@ const RUN_TYPES = new Set([
 // ----------------------------------------------------------------------------------------- keys
 export const runKey = (tenantId: string, runId: string) => `${tenantId}\u0000${runId}`;
 export const connectorKey = (tenantId: string, connectorId: string) => `${tenantId}\u0000${connectorId}`;
-export const flowVersionKey = (tenantId: string, flowId: string, version: number) => `${tenantId}\u0000${flowId}\u0000${version}`;
+export const flowVersionKey = (tenantId: string, flowId: string, version: number) =>
+  `${tenantId}\u0000${flowId}\u0000${version}`;
 export const endpointKey = (tenantId: string, webhookId: string) => `${tenantId}\u0000${webhookId}`;
 export const deliveryKey = (tenantId: string, webhookId: string, eventId: string) =>
   `${tenantId}\u0000${webhookId}\u0000${eventId}`;
-export const ingestKey = (tenantId: string, hour: string, eventType: string) => `${tenantId}\u0000${hour}\u0000${eventType}`;
+export const ingestKey = (tenantId: string, hour: string, eventType: string) =>
+  `${tenantId}\u0000${hour}\u0000${eventType}`;
 
 export function hourOf(d: Date): string {
   const h = new Date(d.getTime());
@@ -331,7 +333,11 @@ export function stepConnectorsOf(definition: unknown): (string | null)[] {
   return Array.isArray(steps) ? steps.map((s) => stepConnectorId(s)) : [];
 }
 
-export function evolveFlowVersion(row: FlowVersionRow | undefined, event: RecordedEvent, version: number): FlowVersionRow {
+export function evolveFlowVersion(
+  row: FlowVersionRow | undefined,
+  event: RecordedEvent,
+  version: number,
+): FlowVersionRow {
   const d = event.data as Data;
   const r: FlowVersionRow = {
     ...(row ?? {
@@ -554,7 +560,11 @@ export function applyDashboardEvent(state: DashboardState, event: RecordedEvent)
     case 'FlowDisabled': {
       for (const [k, fv] of state.flowVersions.rows) {
         if (fv.tenantId === tenant && fv.flowId === d.flowId) {
-          put(state.flowVersions, k, { ...fv, enabled: event.type === 'FlowEnabled', updatedPosition: event.globalPosition });
+          put(state.flowVersions, k, {
+            ...fv,
+            enabled: event.type === 'FlowEnabled',
+            updatedPosition: event.globalPosition,
+          });
         }
       }
       break;
@@ -582,7 +592,8 @@ export function applyDashboardEvent(state: DashboardState, event: RecordedEvent)
       put(state.deliveries, dk, after);
       const ek = endpointKey(tenant, webhookId);
       const endpoint = state.endpoints.rows.get(ek);
-      if (endpoint && before?.status !== after.status) put(state.endpoints, ek, recount(endpoint, before?.status, after.status, after));
+      if (endpoint && before?.status !== after.status)
+        put(state.endpoints, ek, recount(endpoint, before?.status, after.status, after));
       break;
     }
     default:
@@ -601,7 +612,12 @@ export function applyDashboardEvent(state: DashboardState, event: RecordedEvent)
   return true;
 }
 
-function findDeliveryById(state: DashboardState, tenantId: string, webhookId: string, deliveryId: string): string | undefined {
+function findDeliveryById(
+  state: DashboardState,
+  tenantId: string,
+  webhookId: string,
+  deliveryId: string,
+): string | undefined {
   for (const [k, r] of state.deliveries.rows) {
     if (r.tenantId === tenantId && r.webhookId === webhookId && r.deliveryId === deliveryId) return k;
   }
@@ -636,7 +652,8 @@ export function dashboardKeys(events: RecordedEvent[]): {
   for (const e of events) {
     tenants.add(e.tenantId);
     const d = e.data as Data;
-    if (RUN_TYPES.has(e.type) && typeof d.runId === 'string') runs.set(runKey(e.tenantId, d.runId), [e.tenantId, d.runId]);
+    if (RUN_TYPES.has(e.type) && typeof d.runId === 'string')
+      runs.set(runKey(e.tenantId, d.runId), [e.tenantId, d.runId]);
     if (DELIVERY_OUTCOME_TYPES.has(e.type) && typeof d.webhookId === 'string') {
       if (typeof d.eventId === 'string') {
         deliveries.set(deliveryKey(e.tenantId, d.webhookId, d.eventId), [e.tenantId, d.webhookId, d.eventId]);

@@ -1,7 +1,17 @@
 import type pg from 'pg';
 import { ValidationError } from '@keel/shared-events';
 import { decodeCursor, encodeCursor, filterFingerprint } from '../read/cursor.ts';
-import { ID_RE, TYPE_RE, limit, matching, nonNegativeInt, oneOfValues, rejectUnknown, single, timeRange } from '../read/params.ts';
+import {
+  ID_RE,
+  TYPE_RE,
+  limit,
+  matching,
+  nonNegativeInt,
+  oneOfValues,
+  rejectUnknown,
+  single,
+  timeRange,
+} from '../read/params.ts';
 import type { Query } from '../read/params.ts';
 import { withTenant } from '../read/tenant-tx.ts';
 import { deliveryStatuses } from './model.ts';
@@ -57,7 +67,10 @@ export async function queryFlowRuns(pool: pg.Pool, tenantId: string, q: FlowRuns
   if (q.before !== undefined) add((p) => `started_position < ${p}`, q.before);
   params.push(q.limit + 1);
   const r = await withTenant(pool, tenantId, (c) =>
-    c.query(`select * from dash_flow_runs where ${where.join(' and ')} order by started_position desc limit $${params.length}`, params),
+    c.query(
+      `select * from dash_flow_runs where ${where.join(' and ')} order by started_position desc limit $${params.length}`,
+      params,
+    ),
   );
   const rows = r.rows.map(rowMappers.run);
   const more = rows.length > q.limit;
@@ -92,13 +105,17 @@ export interface DeliveriesQuery {
 
 export function parseDeliveriesQuery(q: Query): DeliveriesQuery {
   rejectUnknown(q, ['status', 'webhookId', 'limit', 'cursor', 'minPosition']);
-  const filters = { status: oneOfValues(q, 'status', deliveryStatuses), webhookId: matching(q, 'webhookId', ID_RE, 'a webhook id') };
+  const filters = {
+    status: oneOfValues(q, 'status', deliveryStatuses),
+    webhookId: matching(q, 'webhookId', ID_RE, 'a webhook id'),
+  };
   const fingerprint = filterFingerprint('deliveries', filters);
   const cursor = single(q, 'cursor');
   return {
     ...filters,
     limit: limit(q, PAGE_DEFAULT, PAGE_MAX),
-    before: cursor === undefined ? undefined : (decodeCursor(cursor, fingerprint, ['int', 'string']) as [number, string]),
+    before:
+      cursor === undefined ? undefined : (decodeCursor(cursor, fingerprint, ['int', 'string']) as [number, string]),
     minPosition: nonNegativeInt(q, 'minPosition'),
     fingerprint,
   };
@@ -129,7 +146,10 @@ export async function queryDeliveries(pool: pg.Pool, tenantId: string, q: Delive
   const more = rows.length > q.limit;
   const items = (more ? rows.slice(0, q.limit) : rows).map(({ tenantId: _t, ...rest }) => rest);
   const last = items[items.length - 1];
-  return { items, nextCursor: more && last ? encodeCursor([last.createdPosition, last.webhookId], q.fingerprint) : null };
+  return {
+    items,
+    nextCursor: more && last ? encodeCursor([last.createdPosition, last.webhookId], q.fingerprint) : null,
+  };
 }
 
 // -------------------------------------------------------------------------------- ingest rates
@@ -143,7 +163,11 @@ export interface IngestRatesQuery {
 const HOUR = 3_600_000;
 export const INGEST_MAX_HOURS = 24 * 93;
 
-export function parseIngestRatesQuery(q: Query, isKnownType: (t: string) => boolean, now = new Date()): IngestRatesQuery {
+export function parseIngestRatesQuery(
+  q: Query,
+  isKnownType: (t: string) => boolean,
+  now = new Date(),
+): IngestRatesQuery {
   rejectUnknown(q, ['from', 'to', 'type', 'minPosition']);
   const range = timeRange(q);
   const to = range.to ?? new Date(Math.floor(now.getTime() / HOUR) * HOUR + HOUR);
@@ -156,7 +180,9 @@ export function parseIngestRatesQuery(q: Query, isKnownType: (t: string) => bool
   let types: string[] | undefined;
   if (type !== undefined) {
     types = [...new Set(type.split(','))];
-    for (const t of types) if (!TYPE_RE.test(t) || !isKnownType(t)) throw new ValidationError(`type "${t.slice(0, 100)}" is not a known event type`, 'type');
+    for (const t of types)
+      if (!TYPE_RE.test(t) || !isKnownType(t))
+        throw new ValidationError(`type "${t.slice(0, 100)}" is not a known event type`, 'type');
   }
   return { from, to, types, minPosition: nonNegativeInt(q, 'minPosition') };
 }
@@ -176,7 +202,11 @@ export async function queryIngestRates(pool: pg.Pool, tenantId: string, q: Inges
       params,
     ),
   );
-  const items = r.rows.map((x) => ({ hour: (x.hour as Date).toISOString(), eventType: x.event_type as string, count: Number(x.count) }));
+  const items = r.rows.map((x) => ({
+    hour: (x.hour as Date).toISOString(),
+    eventType: x.event_type as string,
+    count: Number(x.count),
+  }));
   const totals: Record<string, number> = {};
   for (const i of items) totals[i.eventType] = (totals[i.eventType] ?? 0) + i.count;
   return { from: q.from.toISOString(), to: q.to.toISOString(), items, totals };
@@ -185,7 +215,10 @@ export async function queryIngestRates(pool: pg.Pool, tenantId: string, q: Inges
 // ------------------------------------------------------------------------------------ overview
 export async function queryOverview(pool: pg.Pool, tenantId: string, now = new Date()) {
   return withTenant(pool, tenantId, async (c) => {
-    const runs = await c.query('select status, count(*)::bigint as n from dash_flow_runs where tenant_id = $1 group by status', [tenantId]);
+    const runs = await c.query(
+      'select status, count(*)::bigint as n from dash_flow_runs where tenant_id = $1 group by status',
+      [tenantId],
+    );
     const connectors = await c.query(
       'select circuit, status, count(*)::bigint as n from dash_connectors where tenant_id = $1 group by circuit, status',
       [tenantId],
@@ -199,7 +232,11 @@ export async function queryOverview(pool: pg.Pool, tenantId: string, now = new D
     const ingest = await c.query(
       `select coalesce(sum(count) filter (where hour >= $2), 0)::bigint as last_hour, coalesce(sum(count), 0)::bigint as last_24h
          from dash_ingest_rates where tenant_id = $1 and hour >= $3`,
-      [tenantId, new Date(Math.floor(now.getTime() / HOUR) * HOUR), new Date(Math.floor(now.getTime() / HOUR) * HOUR - 23 * HOUR)],
+      [
+        tenantId,
+        new Date(Math.floor(now.getTime() / HOUR) * HOUR),
+        new Date(Math.floor(now.getTime() / HOUR) * HOUR - 23 * HOUR),
+      ],
     );
     const byStatus = Object.fromEntries(runStatuses.map((s) => [s, 0])) as Record<RunStatus, number>;
     for (const r of runs.rows) byStatus[r.status as RunStatus] = Number(r.n);
@@ -214,7 +251,12 @@ export async function queryOverview(pool: pg.Pool, tenantId: string, now = new D
     return {
       flowRuns: byStatus,
       connectors: { byCircuit: circuits, byStatus: statuses },
-      deliveries: { pending: Number(d.pending), succeeded: Number(d.succeeded), failed: Number(d.failed), deadLettered: Number(d.dead_lettered) },
+      deliveries: {
+        pending: Number(d.pending),
+        succeeded: Number(d.succeeded),
+        failed: Number(d.failed),
+        deadLettered: Number(d.dead_lettered),
+      },
       events: { lastHour: Number(i.last_hour), last24h: Number(i.last_24h) },
     };
   });

@@ -28,7 +28,8 @@ import type {
  * touch, fold the batch, write back the rows that changed, in the caller's transaction.
  */
 type Row = Record<string, unknown>;
-const iso = (v: unknown): string | null => (v instanceof Date ? v.toISOString() : v === null || v === undefined ? null : String(v));
+const iso = (v: unknown): string | null =>
+  v instanceof Date ? v.toISOString() : v === null || v === undefined ? null : String(v);
 const n = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
 export const rowMappers = {
@@ -120,7 +121,11 @@ function fill<T>(t: Table<T>, rows: Row[], map: (r: Row) => T, key: (row: T) => 
 }
 
 /** Loads every existing row the batch can touch into a fresh state. */
-export async function loadDashboardState(client: pg.ClientBase, tables: TableNames, events: RecordedEvent[]): Promise<DashboardState> {
+export async function loadDashboardState(
+  client: pg.ClientBase,
+  tables: TableNames,
+  events: RecordedEvent[],
+): Promise<DashboardState> {
   const state = emptyDashboardState();
   const keys = dashboardKeys(events);
   const tenants = keys.tenants;
@@ -132,7 +137,9 @@ export async function loadDashboardState(client: pg.ClientBase, tables: TableNam
     return next;
   };
   const [positions, connectors, flowVersions, endpoints, runs, deliveries, deliveriesById, ingest] = await Promise.all([
-    q(`select tenant_id, position from ${tables.dash_positions} where tenant_id = any($1::text[]) for update`, [tenants]),
+    q(`select tenant_id, position from ${tables.dash_positions} where tenant_id = any($1::text[]) for update`, [
+      tenants,
+    ]),
     // Per-tenant configuration is small: load all of it for the batch's tenants.
     q(`select * from ${tables.dash_connectors} where tenant_id = any($1::text[])`, [tenants]),
     q(`select * from ${tables.dash_flow_versions} where tenant_id = any($1::text[])`, [tenants]),
@@ -154,7 +161,11 @@ export async function loadDashboardState(client: pg.ClientBase, tables: TableNam
       ? q(
           `select d.* from ${tables.dash_webhook_deliveries} d join unnest($1::text[], $2::text[], $3::text[]) as k(t, w, i)
            on d.tenant_id = k.t and d.webhook_id = k.w and d.delivery_id = k.i`,
-          [keys.deliveriesById.map((k) => k[0]), keys.deliveriesById.map((k) => k[1]), keys.deliveriesById.map((k) => k[2])],
+          [
+            keys.deliveriesById.map((k) => k[0]),
+            keys.deliveriesById.map((k) => k[1]),
+            keys.deliveriesById.map((k) => k[2]),
+          ],
         )
       : [],
     q(
@@ -165,10 +176,14 @@ export async function loadDashboardState(client: pg.ClientBase, tables: TableNam
   ]);
   for (const r of positions) state.positions.rows.set(String(r.tenant_id), Number(r.position));
   fill(state.connectors, connectors, rowMappers.connector, (x) => connectorKey(x.tenantId, x.connectorId));
-  fill(state.flowVersions, flowVersions, rowMappers.flowVersion, (x) => flowVersionKey(x.tenantId, x.flowId, x.version));
+  fill(state.flowVersions, flowVersions, rowMappers.flowVersion, (x) =>
+    flowVersionKey(x.tenantId, x.flowId, x.version),
+  );
   fill(state.endpoints, endpoints, rowMappers.endpoint, (x) => endpointKey(x.tenantId, x.webhookId));
   fill(state.runs, runs, rowMappers.run, (x) => runKey(x.tenantId, x.runId));
-  fill(state.deliveries, [...deliveries, ...deliveriesById], rowMappers.delivery, (x) => deliveryKey(x.tenantId, x.webhookId, x.eventId));
+  fill(state.deliveries, [...deliveries, ...deliveriesById], rowMappers.delivery, (x) =>
+    deliveryKey(x.tenantId, x.webhookId, x.eventId),
+  );
   fill(state.ingest, ingest, rowMappers.ingest, (x) => ingestKey(x.tenantId, x.hour, x.eventType));
   return state;
 }
@@ -178,7 +193,13 @@ function dirtyRows<T>(t: Table<T>): T[] {
 }
 
 /** Upserts changed rows through one JSON parameter per table (`jsonb_to_recordset`). */
-async function upsert(client: pg.ClientBase, table: string, rows: object[], columns: [string, string, string][], key: string[]): Promise<void> {
+async function upsert(
+  client: pg.ClientBase,
+  table: string,
+  rows: object[],
+  columns: [string, string, string][],
+  key: string[],
+): Promise<void> {
   if (!rows.length) return;
   // columns: [sql column, sql type, property name]
   const payload = rows.map((r) => {
@@ -199,90 +220,136 @@ async function upsert(client: pg.ClientBase, table: string, rows: object[], colu
   );
 }
 
-export async function saveDashboardState(client: pg.ClientBase, tables: TableNames, state: DashboardState): Promise<void> {
-  await upsert(client, tables.dash_flow_runs!, dirtyRows(state.runs), [
-    ['tenant_id', 'text', 'tenantId'],
-    ['run_id', 'text', 'runId'],
-    ['flow_id', 'text', 'flowId'],
-    ['flow_version', 'integer', 'flowVersion'],
-    ['status', 'text', 'status'],
-    ['trigger_event_id', 'text', 'triggerEventId'],
-    ['started_at', 'timestamptz', 'startedAt'],
-    ['finished_at', 'timestamptz', 'finishedAt'],
-    ['duration_ms', 'bigint', 'durationMs'],
-    ['steps_succeeded', 'integer', 'stepsSucceeded'],
-    ['steps_failed', 'integer', 'stepsFailed'],
-    ['retries_scheduled', 'integer', 'retriesScheduled'],
-    ['last_step_index', 'integer', 'lastStepIndex'],
-    ['last_error', 'text', 'lastError'],
-    ['started_position', 'bigint', 'startedPosition'],
-    ['updated_position', 'bigint', 'updatedPosition'],
-  ], ['tenant_id', 'run_id']);
-  await upsert(client, tables.dash_connectors!, dirtyRows(state.connectors), [
-    ['tenant_id', 'text', 'tenantId'],
-    ['connector_id', 'text', 'connectorId'],
-    ['name', 'text', 'name'],
-    ['kind', 'text', 'kind'],
-    ['status', 'text', 'status'],
-    ['successes', 'bigint', 'successes'],
-    ['failures', 'bigint', 'failures'],
-    ['consecutive_failures', 'integer', 'consecutiveFailures'],
-    ['last_error', 'text', 'lastError'],
-    ['last_success_at', 'timestamptz', 'lastSuccessAt'],
-    ['last_failure_at', 'timestamptz', 'lastFailureAt'],
-    ['circuit', 'text', 'circuit'],
-    ['updated_position', 'bigint', 'updatedPosition'],
-  ], ['tenant_id', 'connector_id']);
-  await upsert(client, tables.dash_flow_versions!, dirtyRows(state.flowVersions), [
-    ['tenant_id', 'text', 'tenantId'],
-    ['flow_id', 'text', 'flowId'],
-    ['version', 'integer', 'version'],
-    ['name', 'text', 'name'],
-    ['enabled', 'boolean', 'enabled'],
-    ['step_connectors', 'jsonb', 'stepConnectors'],
-    ['updated_position', 'bigint', 'updatedPosition'],
-  ], ['tenant_id', 'flow_id', 'version']);
-  await upsert(client, tables.dash_webhook_endpoints!, dirtyRows(state.endpoints), [
-    ['tenant_id', 'text', 'tenantId'],
-    ['webhook_id', 'text', 'webhookId'],
-    ['url', 'text', 'url'],
-    ['event_types', 'jsonb', 'eventTypes'],
-    ['active', 'boolean', 'active'],
-    ['pending', 'bigint', 'pending'],
-    ['succeeded', 'bigint', 'succeeded'],
-    ['failed', 'bigint', 'failed'],
-    ['dead_lettered', 'bigint', 'deadLettered'],
-    ['last_error', 'text', 'lastError'],
-    ['last_delivered_at', 'timestamptz', 'lastDeliveredAt'],
-    ['updated_position', 'bigint', 'updatedPosition'],
-  ], ['tenant_id', 'webhook_id']);
-  await upsert(client, tables.dash_webhook_deliveries!, dirtyRows(state.deliveries), [
-    ['tenant_id', 'text', 'tenantId'],
-    ['webhook_id', 'text', 'webhookId'],
-    ['event_id', 'text', 'eventId'],
-    ['delivery_id', 'text', 'deliveryId'],
-    ['event_type', 'text', 'eventType'],
-    ['status', 'text', 'status'],
-    ['attempts', 'integer', 'attempts'],
-    ['last_http_status', 'integer', 'lastHttpStatus'],
-    ['last_error', 'text', 'lastError'],
-    ['latency_ms', 'bigint', 'latencyMs'],
-    ['next_attempt_at', 'timestamptz', 'nextAttemptAt'],
-    ['created_position', 'bigint', 'createdPosition'],
-    ['updated_position', 'bigint', 'updatedPosition'],
-    ['updated_at', 'timestamptz', 'updatedAt'],
-  ], ['tenant_id', 'webhook_id', 'event_id']);
-  await upsert(client, tables.dash_ingest_rates!, dirtyRows(state.ingest), [
-    ['tenant_id', 'text', 'tenantId'],
-    ['hour', 'timestamptz', 'hour'],
-    ['event_type', 'text', 'eventType'],
-    ['count', 'bigint', 'count'],
-  ], ['tenant_id', 'hour', 'event_type']);
+export async function saveDashboardState(
+  client: pg.ClientBase,
+  tables: TableNames,
+  state: DashboardState,
+): Promise<void> {
+  await upsert(
+    client,
+    tables.dash_flow_runs!,
+    dirtyRows(state.runs),
+    [
+      ['tenant_id', 'text', 'tenantId'],
+      ['run_id', 'text', 'runId'],
+      ['flow_id', 'text', 'flowId'],
+      ['flow_version', 'integer', 'flowVersion'],
+      ['status', 'text', 'status'],
+      ['trigger_event_id', 'text', 'triggerEventId'],
+      ['started_at', 'timestamptz', 'startedAt'],
+      ['finished_at', 'timestamptz', 'finishedAt'],
+      ['duration_ms', 'bigint', 'durationMs'],
+      ['steps_succeeded', 'integer', 'stepsSucceeded'],
+      ['steps_failed', 'integer', 'stepsFailed'],
+      ['retries_scheduled', 'integer', 'retriesScheduled'],
+      ['last_step_index', 'integer', 'lastStepIndex'],
+      ['last_error', 'text', 'lastError'],
+      ['started_position', 'bigint', 'startedPosition'],
+      ['updated_position', 'bigint', 'updatedPosition'],
+    ],
+    ['tenant_id', 'run_id'],
+  );
+  await upsert(
+    client,
+    tables.dash_connectors!,
+    dirtyRows(state.connectors),
+    [
+      ['tenant_id', 'text', 'tenantId'],
+      ['connector_id', 'text', 'connectorId'],
+      ['name', 'text', 'name'],
+      ['kind', 'text', 'kind'],
+      ['status', 'text', 'status'],
+      ['successes', 'bigint', 'successes'],
+      ['failures', 'bigint', 'failures'],
+      ['consecutive_failures', 'integer', 'consecutiveFailures'],
+      ['last_error', 'text', 'lastError'],
+      ['last_success_at', 'timestamptz', 'lastSuccessAt'],
+      ['last_failure_at', 'timestamptz', 'lastFailureAt'],
+      ['circuit', 'text', 'circuit'],
+      ['updated_position', 'bigint', 'updatedPosition'],
+    ],
+    ['tenant_id', 'connector_id'],
+  );
+  await upsert(
+    client,
+    tables.dash_flow_versions!,
+    dirtyRows(state.flowVersions),
+    [
+      ['tenant_id', 'text', 'tenantId'],
+      ['flow_id', 'text', 'flowId'],
+      ['version', 'integer', 'version'],
+      ['name', 'text', 'name'],
+      ['enabled', 'boolean', 'enabled'],
+      ['step_connectors', 'jsonb', 'stepConnectors'],
+      ['updated_position', 'bigint', 'updatedPosition'],
+    ],
+    ['tenant_id', 'flow_id', 'version'],
+  );
+  await upsert(
+    client,
+    tables.dash_webhook_endpoints!,
+    dirtyRows(state.endpoints),
+    [
+      ['tenant_id', 'text', 'tenantId'],
+      ['webhook_id', 'text', 'webhookId'],
+      ['url', 'text', 'url'],
+      ['event_types', 'jsonb', 'eventTypes'],
+      ['active', 'boolean', 'active'],
+      ['pending', 'bigint', 'pending'],
+      ['succeeded', 'bigint', 'succeeded'],
+      ['failed', 'bigint', 'failed'],
+      ['dead_lettered', 'bigint', 'deadLettered'],
+      ['last_error', 'text', 'lastError'],
+      ['last_delivered_at', 'timestamptz', 'lastDeliveredAt'],
+      ['updated_position', 'bigint', 'updatedPosition'],
+    ],
+    ['tenant_id', 'webhook_id'],
+  );
+  await upsert(
+    client,
+    tables.dash_webhook_deliveries!,
+    dirtyRows(state.deliveries),
+    [
+      ['tenant_id', 'text', 'tenantId'],
+      ['webhook_id', 'text', 'webhookId'],
+      ['event_id', 'text', 'eventId'],
+      ['delivery_id', 'text', 'deliveryId'],
+      ['event_type', 'text', 'eventType'],
+      ['status', 'text', 'status'],
+      ['attempts', 'integer', 'attempts'],
+      ['last_http_status', 'integer', 'lastHttpStatus'],
+      ['last_error', 'text', 'lastError'],
+      ['latency_ms', 'bigint', 'latencyMs'],
+      ['next_attempt_at', 'timestamptz', 'nextAttemptAt'],
+      ['created_position', 'bigint', 'createdPosition'],
+      ['updated_position', 'bigint', 'updatedPosition'],
+      ['updated_at', 'timestamptz', 'updatedAt'],
+    ],
+    ['tenant_id', 'webhook_id', 'event_id'],
+  );
+  await upsert(
+    client,
+    tables.dash_ingest_rates!,
+    dirtyRows(state.ingest),
+    [
+      ['tenant_id', 'text', 'tenantId'],
+      ['hour', 'timestamptz', 'hour'],
+      ['event_type', 'text', 'eventType'],
+      ['count', 'bigint', 'count'],
+    ],
+    ['tenant_id', 'hour', 'event_type'],
+  );
   const positions = [...state.positions.dirty].map((t) => ({ tenantId: t, position: state.positions.rows.get(t)! }));
-  await upsert(client, tables.dash_positions!, positions, [
-    ['tenant_id', 'text', 'tenantId'],
-    ['position', 'bigint', 'position'],
-  ], ['tenant_id']);
+  await upsert(
+    client,
+    tables.dash_positions!,
+    positions,
+    [
+      ['tenant_id', 'text', 'tenantId'],
+      ['position', 'bigint', 'position'],
+    ],
+    ['tenant_id'],
+  );
 }
 
 export interface DashboardApplyResult {
@@ -290,7 +357,11 @@ export interface DashboardApplyResult {
   lastPosition: number;
 }
 
-export async function applyDashboardBatch(client: pg.ClientBase, tables: TableNames, events: RecordedEvent[]): Promise<DashboardApplyResult> {
+export async function applyDashboardBatch(
+  client: pg.ClientBase,
+  tables: TableNames,
+  events: RecordedEvent[],
+): Promise<DashboardApplyResult> {
   if (!events.length) return { applied: 0, lastPosition: 0 };
   const state = await loadDashboardState(client, tables, events);
   let applied = 0;

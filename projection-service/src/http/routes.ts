@@ -145,7 +145,10 @@ export async function projectionRoutes(app: FastifyInstance, ctx: RoutesContext)
   // ------------------------------------------------------------------------- replay debugging
   const streamParams = {
     type: 'object',
-    properties: { tenantId: tenantParams.properties.tenantId, streamId: { type: 'string', minLength: 1, maxLength: 400 } },
+    properties: {
+      tenantId: tenantParams.properties.tenantId,
+      streamId: { type: 'string', minLength: 1, maxLength: 400 },
+    },
     required: ['tenantId', 'streamId'],
   } as const;
   const streamOf = (req: FastifyRequest): string => {
@@ -162,7 +165,8 @@ export async function projectionRoutes(app: FastifyInstance, ctx: RoutesContext)
       schema: {
         tags: ['replay'],
         summary: "A stream's state folded up to a point, with its events",
-        description: 'at = a revision (0-based, inclusive) or an ISO-8601 instant (events recorded at or before it); default: the end.',
+        description:
+          'at = a revision (0-based, inclusive) or an ISO-8601 instant (events recorded at or before it); default: the end.',
         security: [{ bearerAuth: [] }],
         params: streamParams,
         querystring: S.atQuery,
@@ -174,7 +178,10 @@ export async function projectionRoutes(app: FastifyInstance, ctx: RoutesContext)
       const q = req.query as Query;
       rejectUnknown(q, ['at']);
       const at = parseReplayPoint(single(q, 'at'));
-      if (at === 'invalid') throw new HttpError('VALIDATION_FAILED', 400, 'at must be a revision (0, 1, ...) or an ISO-8601 instant', { field: 'at' });
+      if (at === 'invalid')
+        throw new HttpError('VALIDATION_FAILED', 400, 'at must be a revision (0, 1, ...) or an ISO-8601 instant', {
+          field: 'at',
+        });
       const events = await runtime.store.readStream(streamId, {
         ...(at && 'revision' in at ? { toRevision: at.revision } : {}),
         ...(at && 'time' in at ? { upTo: at.time } : {}),
@@ -216,54 +223,104 @@ export async function projectionRoutes(app: FastifyInstance, ctx: RoutesContext)
   );
 
   // -------------------------------------------------------------------------------- dashboard
-  const dashboard = (path: string, summary: string, querystring: object, response: object, handler: (req: FastifyRequest) => Promise<unknown>) =>
+  const dashboard = (
+    path: string,
+    summary: string,
+    querystring: object,
+    response: object,
+    handler: (req: FastifyRequest) => Promise<unknown>,
+  ) =>
     app.get(
       `/v1/tenants/:tenantId/dashboard${path}`,
       {
         onRequest: guard.require('dashboard:read'),
-        schema: { tags: ['dashboard'], summary, security: [{ bearerAuth: [] }], params: tenantParams, querystring, response: { 200: response } },
+        schema: {
+          tags: ['dashboard'],
+          summary,
+          security: [{ bearerAuth: [] }],
+          params: tenantParams,
+          querystring,
+          response: { 200: response },
+        },
       },
       handler,
     );
 
-  dashboard('', 'Overview: flow runs by status, connector health, deliveries, event counts', S.minPositionQuery, S.overview, async (req) => {
-    const q = req.query as Query;
-    rejectUnknown(q, ['minPosition']);
-    await waitFor('dashboard', req, S.parseMinPosition(q).minPosition);
-    return queryOverview(pool, tenantOf(req));
-  });
-  dashboard('/flow-runs', 'Flow runs, newest first: status, durations, step counts, last error', S.flowRunsQuery, S.flowRunsPage, async (req) => {
-    const q = parseFlowRunsQuery(req.query as Query);
-    await waitFor('dashboard', req, q.minPosition);
-    return queryFlowRuns(pool, tenantOf(req), q);
-  });
-  dashboard('/connectors', 'Connector health: successes, failures, last error, circuit state', S.minPositionQuery, S.connectors, async (req) => {
-    const q = req.query as Query;
-    rejectUnknown(q, ['minPosition']);
-    await waitFor('dashboard', req, S.parseMinPosition(q).minPosition);
-    return queryConnectors(pool, tenantOf(req));
-  });
-  dashboard('/webhooks', 'Webhook endpoints with deliveries pending, succeeded, failed, dead-lettered', S.minPositionQuery, S.webhooks, async (req) => {
-    const q = req.query as Query;
-    rejectUnknown(q, ['minPosition']);
-    await waitFor('dashboard', req, S.parseMinPosition(q).minPosition);
-    return queryWebhooks(pool, tenantOf(req));
-  });
-  dashboard('/webhooks/deliveries', 'Webhook deliveries, newest first', S.deliveriesQuery, S.deliveriesPage, async (req) => {
-    const q = parseDeliveriesQuery(req.query as Query);
-    await waitFor('dashboard', req, q.minPosition);
-    return queryDeliveries(pool, tenantOf(req), q);
-  });
-  dashboard('/ingest-rates', 'Events per hour and per event type (default: the last 24 hours)', S.ingestRatesQuery, S.ingestRates, async (req) => {
-    const q = parseIngestRatesQuery(req.query as Query, isKnownType);
-    await waitFor('dashboard', req, q.minPosition);
-    return queryIngestRates(pool, tenantOf(req), q);
-  });
+  dashboard(
+    '',
+    'Overview: flow runs by status, connector health, deliveries, event counts',
+    S.minPositionQuery,
+    S.overview,
+    async (req) => {
+      const q = req.query as Query;
+      rejectUnknown(q, ['minPosition']);
+      await waitFor('dashboard', req, S.parseMinPosition(q).minPosition);
+      return queryOverview(pool, tenantOf(req));
+    },
+  );
+  dashboard(
+    '/flow-runs',
+    'Flow runs, newest first: status, durations, step counts, last error',
+    S.flowRunsQuery,
+    S.flowRunsPage,
+    async (req) => {
+      const q = parseFlowRunsQuery(req.query as Query);
+      await waitFor('dashboard', req, q.minPosition);
+      return queryFlowRuns(pool, tenantOf(req), q);
+    },
+  );
+  dashboard(
+    '/connectors',
+    'Connector health: successes, failures, last error, circuit state',
+    S.minPositionQuery,
+    S.connectors,
+    async (req) => {
+      const q = req.query as Query;
+      rejectUnknown(q, ['minPosition']);
+      await waitFor('dashboard', req, S.parseMinPosition(q).minPosition);
+      return queryConnectors(pool, tenantOf(req));
+    },
+  );
+  dashboard(
+    '/webhooks',
+    'Webhook endpoints with deliveries pending, succeeded, failed, dead-lettered',
+    S.minPositionQuery,
+    S.webhooks,
+    async (req) => {
+      const q = req.query as Query;
+      rejectUnknown(q, ['minPosition']);
+      await waitFor('dashboard', req, S.parseMinPosition(q).minPosition);
+      return queryWebhooks(pool, tenantOf(req));
+    },
+  );
+  dashboard(
+    '/webhooks/deliveries',
+    'Webhook deliveries, newest first',
+    S.deliveriesQuery,
+    S.deliveriesPage,
+    async (req) => {
+      const q = parseDeliveriesQuery(req.query as Query);
+      await waitFor('dashboard', req, q.minPosition);
+      return queryDeliveries(pool, tenantOf(req), q);
+    },
+  );
+  dashboard(
+    '/ingest-rates',
+    'Events per hour and per event type (default: the last 24 hours)',
+    S.ingestRatesQuery,
+    S.ingestRates,
+    async (req) => {
+      const q = parseIngestRatesQuery(req.query as Query, isKnownType);
+      await waitFor('dashboard', req, q.minPosition);
+      return queryIngestRates(pool, tenantOf(req), q);
+    },
+  );
 
   // ------------------------------------------------------------------------------------ admin
   const platformAdmin = async (req: FastifyRequest) => {
     const principal = await ctx.authenticator.authenticate(req.headers.authorization);
-    if (principal.kind !== 'platformAdmin') throw new HttpError('FORBIDDEN', 403, 'projection administration needs the platform admin key');
+    if (principal.kind !== 'platformAdmin')
+      throw new HttpError('FORBIDDEN', 403, 'projection administration needs the platform admin key');
   };
   const running = new Map<string, { progress?: RebuildProgress; error?: string }>();
 
@@ -271,7 +328,12 @@ export async function projectionRoutes(app: FastifyInstance, ctx: RoutesContext)
     '/v1/admin/projections',
     {
       onRequest: platformAdmin,
-      schema: { tags: ['admin'], summary: 'Projections: position, lag, rebuilds', security: [{ bearerAuth: [] }], response: { 200: S.projectionsStatus } },
+      schema: {
+        tags: ['admin'],
+        summary: 'Projections: position, lag, rebuilds',
+        security: [{ bearerAuth: [] }],
+        response: { 200: S.projectionsStatus },
+      },
     },
     async () => {
       const lag = await projectionLag(runtime);
@@ -293,7 +355,8 @@ export async function projectionRoutes(app: FastifyInstance, ctx: RoutesContext)
       onRequest: platformAdmin,
       schema: {
         tags: ['admin'],
-        summary: 'Rebuilds a projection from position 0 into shadow tables, then swaps them in (202; poll GET /v1/admin/projections)',
+        summary:
+          'Rebuilds a projection from position 0 into shadow tables, then swaps them in (202; poll GET /v1/admin/projections)',
         security: [{ bearerAuth: [] }],
         params: { type: 'object', properties: { name: { type: 'string', maxLength: 50 } }, required: ['name'] },
         response: { 202: S.rebuildAccepted },

@@ -17,7 +17,9 @@ const query = (props: Record<string, string>) =>
   ({
     type: 'object',
     additionalProperties: false,
-    properties: Object.fromEntries(Object.entries(props).map(([k, description]) => [k, { type: 'string', description }])),
+    properties: Object.fromEntries(
+      Object.entries(props).map(([k, description]) => [k, { type: 'string', description }]),
+    ),
   }) as const;
 
 const minPosition = { minPosition: 'wait (bounded) until the read model has applied this global position' };
@@ -32,7 +34,12 @@ const auditFilters = {
   streamId: 'a stream of this tenant',
   correlationId: 'correlation id',
 };
-export const auditPageQuery = query({ ...auditFilters, limit: '1..1000 (larger is capped), default 50', cursor: 'nextCursor of the previous page', ...minPosition });
+export const auditPageQuery = query({
+  ...auditFilters,
+  limit: '1..1000 (larger is capped), default 50',
+  cursor: 'nextCursor of the previous page',
+  ...minPosition,
+});
 export const auditExportQuery = query({ ...auditFilters, format: 'ndjson (default) or csv', ...minPosition });
 export const atQuery = query({ at: 'revision (0-based, inclusive) or ISO-8601 instant' });
 export const flowRunsQuery = query({
@@ -75,7 +82,18 @@ const auditItem = {
     payload: anyObject,
     hash: { type: 'string', description: 'SHA-256 (hex) of the previous hash and the canonical form of this entry' },
   },
-  required: ['position', 'chainSeq', 'eventId', 'streamId', 'type', 'actor', 'occurredAt', 'recordedAt', 'payload', 'hash'],
+  required: [
+    'position',
+    'chainSeq',
+    'eventId',
+    'streamId',
+    'type',
+    'actor',
+    'occurredAt',
+    'recordedAt',
+    'payload',
+    'hash',
+  ],
 } as const;
 
 export const auditPage = {
@@ -89,7 +107,10 @@ export const verifyResult = {
   properties: {
     ok: { type: 'boolean' },
     checked: int,
-    firstBrokenAt: { type: 'integer', description: 'global position of the first row (or checkpoint) that does not verify' },
+    firstBrokenAt: {
+      type: 'integer',
+      description: 'global position of the first row (or checkpoint) that does not verify',
+    },
     firstBrokenSeq: int,
     reason: str,
     checkpoints: { type: 'object', properties: { checked: int, total: int, keyIds: { type: 'array', items: str } } },
@@ -268,7 +289,10 @@ export const overview = {
     flowRuns: { type: 'object', additionalProperties: int },
     connectors: {
       type: 'object',
-      properties: { byCircuit: { type: 'object', additionalProperties: int }, byStatus: { type: 'object', additionalProperties: int } },
+      properties: {
+        byCircuit: { type: 'object', additionalProperties: int },
+        byStatus: { type: 'object', additionalProperties: int },
+      },
     },
     deliveries: { type: 'object', properties: { pending: int, succeeded: int, failed: int, deadLettered: int } },
     events: { type: 'object', properties: { lastHour: int, last24h: int } },
@@ -282,7 +306,13 @@ export const projectionsStatus = {
       type: 'array',
       items: {
         type: 'object',
-        properties: { projection: str, position: int, lag: int, rebuild: { ...anyObject, nullable: true }, progress: { ...anyObject, nullable: true } },
+        properties: {
+          projection: str,
+          position: int,
+          lag: int,
+          rebuild: { ...anyObject, nullable: true },
+          progress: { ...anyObject, nullable: true },
+        },
       },
     },
   },

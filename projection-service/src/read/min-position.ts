@@ -10,11 +10,16 @@ import { HttpError } from '@keel/shared-events';
  */
 export class ProjectionBehindError extends HttpError {
   constructor(projector: string, wanted: number, reached: number, waitedMs: number) {
-    super('PROJECTION_BEHIND', 503, `the read model has not reached position ${wanted} within ${waitedMs} ms; retry later`, {
-      projector,
-      minPosition: wanted,
-      position: reached,
-    });
+    super(
+      'PROJECTION_BEHIND',
+      503,
+      `the read model has not reached position ${wanted} within ${waitedMs} ms; retry later`,
+      {
+        projector,
+        minPosition: wanted,
+        position: reached,
+      },
+    );
   }
 }
 
@@ -44,7 +49,8 @@ export function createPositionWaiter(pool: pg.Pool, options: { maxWaitMs: number
         const at = await position(projector, tenantId);
         if (at >= minPosition) return;
         const waited = Date.now() - started;
-        if (waited >= options.maxWaitMs || signal?.aborted) throw new ProjectionBehindError(projector, minPosition, at, waited);
+        if (waited >= options.maxWaitMs || signal?.aborted)
+          throw new ProjectionBehindError(projector, minPosition, at, waited);
         await new Promise((r) => setTimeout(r, Math.min(pollMs, options.maxWaitMs - waited)));
       }
     },

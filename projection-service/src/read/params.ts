@@ -10,11 +10,15 @@ export type Query = Record<string, unknown>;
 export function rejectUnknown(query: Query, allowed: readonly string[]): void {
   const unknown = Object.keys(query).filter((k) => !allowed.includes(k));
   if (unknown.length) {
-    throw new ValidationError(`unknown query parameter${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`, unknown[0], {
-      field: unknown[0],
-      unknown,
-      allowed,
-    });
+    throw new ValidationError(
+      `unknown query parameter${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`,
+      unknown[0],
+      {
+        field: unknown[0],
+        unknown,
+        allowed,
+      },
+    );
   }
 }
 
@@ -43,7 +47,10 @@ export function instant(query: Query, name: string): Date | undefined {
   const hasTime = v.includes('T');
   const d = m ? new Date(hasTime ? v : `${v}T00:00:00Z`) : undefined;
   if (!m || !d || Number.isNaN(d.getTime()) || Number(m[1]) < 1970 || (hasTime && !/(Z|[+-]\d{2}:?\d{2})$/.test(v))) {
-    throw new ValidationError(`${name} must be an ISO-8601 date or date-time with a time zone, e.g. 2024-05-01T12:00:00Z`, name);
+    throw new ValidationError(
+      `${name} must be an ISO-8601 date or date-time with a time zone, e.g. 2024-05-01T12:00:00Z`,
+      name,
+    );
   }
   return d;
 }
@@ -52,7 +59,11 @@ export function timeRange(query: Query): { from?: Date; to?: Date } {
   const from = instant(query, 'from');
   const to = instant(query, 'to');
   if (from && to && from.getTime() > to.getTime()) {
-    throw new ValidationError('from must not be after to', 'from', { field: 'from', from: from.toISOString(), to: to.toISOString() });
+    throw new ValidationError('from must not be after to', 'from', {
+      field: 'from',
+      from: from.toISOString(),
+      to: to.toISOString(),
+    });
   }
   return { from, to };
 }
@@ -70,14 +81,16 @@ export function nonNegativeInt(query: Query, name: string): number | undefined {
 export function limit(query: Query, def: number, max: number): number {
   const v = single(query, 'limit');
   if (v === undefined) return def;
-  if (!/^\d{1,20}$/.test(v) || Number(v) < 1) throw new ValidationError(`limit must be a whole number from 1 (at most ${max} is used)`, 'limit');
+  if (!/^\d{1,20}$/.test(v) || Number(v) < 1)
+    throw new ValidationError(`limit must be a whole number from 1 (at most ${max} is used)`, 'limit');
   return Math.min(Number(v), max);
 }
 
 export function oneOfValues<T extends string>(query: Query, name: string, values: readonly T[]): T | undefined {
   const v = single(query, name);
   if (v === undefined) return undefined;
-  if (!(values as readonly string[]).includes(v)) throw new ValidationError(`${name} must be one of ${values.join(', ')}`, name);
+  if (!(values as readonly string[]).includes(v))
+    throw new ValidationError(`${name} must be one of ${values.join(', ')}`, name);
   return v as T;
 }
 

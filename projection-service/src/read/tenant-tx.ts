@@ -7,7 +7,11 @@ import { READER_ROLE } from '../db/schema.ts';
  * of any other tenant, even to a query that forgets its `tenant_id = $1`. Both settings end with
  * the transaction, so a pooled connection never carries one request's tenant into the next.
  */
-export async function withTenant<T>(pool: pg.Pool, tenantId: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function withTenant<T>(
+  pool: pg.Pool,
+  tenantId: string,
+  fn: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
   const client = await pool.connect();
   let broken = false;
   try {

@@ -36,10 +36,12 @@ export interface RebuildProgress {
 
 export interface RebuildOptions {
   onProgress?: (p: RebuildProgress) => void;
-  /** Events per batch read from the store. Default 5000. */
+  /** Events per batch read from the store. Default 10000. */
   batchSize?: number;
   /** Aborting stops after the batch in flight; the rebuild can be resumed by running it again. */
   signal?: AbortSignal;
+  /** Build the audit table's secondary indexes after the bulk load (default) rather than during it. */
+  deferIndexes?: boolean;
 }
 
 export interface RebuildResult {
@@ -64,7 +66,10 @@ export class RebuildBusyError extends HttpError {
 export class RebuildInterruptedError extends KeelError {
   readonly code = 'REBUILD_INTERRUPTED';
   constructor(projection: string, position: number) {
-    super(`rebuild of ${projection} interrupted at position ${position}; run it again to resume`, { projection, position });
+    super(`rebuild of ${projection} interrupted at position ${position}; run it again to resume`, {
+      projection,
+      position,
+    });
   }
 }
 
@@ -81,7 +86,7 @@ export class UnknownProjectionError extends HttpError {
 
 interface Applier {
   /** Tables filled without indexes (their keys and indexes are built after the bulk load). */
-  deferIndexes: readonly string[];
+  deferIndexes: string[];
   /** The live tables in the order the live projector first touches them. */
   lockOrder: readonly string[];
   prepare(client: pg.ClientBase, shadow: TableNames): Promise<void>;
@@ -101,7 +106,12 @@ function auditApplier(): Applier {
     async prepare(client, shadow) {
       // The rebuild is the only writer of its shadow: the heads live in memory between batches.
       const r = await client.query(`select tenant_id from ${shadow.audit_chain_heads}`);
-      heads = await loadHeads(client, shadow, r.rows.map((x) => x.tenant_id as string), false);
+      heads = await loadHeads(
+        client,
+        shadow,
+        r.rows.map((x) => x.tenant_id as string),
+        false,
+      );
     },
     stage(events) {
       // No signing during a rebuild: the checkpoints made live are kept and checked below.
@@ -119,7 +129,13 @@ function auditApplier(): Applier {
         throw new ChainMismatchError(
           `the rebuilt audit chain does not match ${bad.rows.length === 10 ? 'at least 10' : bad.rows.length} signed checkpoint(s): ` +
             `the event store differs from what was signed; the live audit trail is kept`,
-          { checkpoints: bad.rows.map((r) => ({ tenantId: r.tenant_id, seq: Number(r.seq), position: Number(r.position) })) },
+          {
+            checkpoints: bad.rows.map((r) => ({
+              tenantId: r.tenant_id,
+              seq: Number(r.seq),
+              position: Number(r.position),
+            })),
+          },
         );
       }
       // The live projector continues signing from the last checkpoint it made.
@@ -188,8 +204,9 @@ export async function rebuildProjection(
 ): Promise<RebuildResult> {
   if (!isProjectionName(name)) throw new UnknownProjectionError(name);
   const projection = name;
-  const batchSize = options.batchSize ?? 5000;
+  const batchSize = options.batchSize ?? 10_000;
   const applier = projection === 'audit' ? auditApplier() : dashboardApplier();
+  if (options.deferIndexes === false) applier.deferIndexes = [];
   const tables = projectionTables[projection];
   const shadow = tableNames(projection, SHADOW_SUFFIX);
   const log = runtime.logger.child({ projection, component: 'rebuild' });
@@ -205,7 +222,9 @@ export async function rebuildProjection(
     await client.query('set synchronous_commit = off');
 
     // Resume or start.
-    const prev = await client.query('select status, position, events from projection_rebuilds where projection = $1', [projection]);
+    const prev = await client.query('select status, position, events from projection_rebuilds where projection = $1', [
+      projection,
+    ]);
     let position = 0;
     let totalEvents = 0;
     let resumedFrom: number | undefined;
@@ -216,6 +235,7 @@ export async function rebuildProjection(
       position = Number(prev.rows[0].position);
       totalEvents = Number(prev.rows[0].events);
       resumedFrom = position;
+      await client.query(`update projection_rebuilds set status = 'running', error = null, updated_at = now() where projection = $1`, [projection]);
       log.info({ position }, 'resuming an interrupted rebuild');
     } else {
       await withTx(client, async () => {
@@ -254,11 +274,10 @@ export async function rebuildProjection(
     /** Writes a staged batch and its progress in one transaction (the caller opens it). */
     const writeBatch = async (batch: ReadAllResult, write: ReturnType<Applier['stage']>) => {
       if (batch.events.length) await write(client, shadow);
-      await client.query('update projection_rebuilds set position = $2, events = $3, updated_at = now() where projection = $1', [
-        projection,
-        batch.position,
-        totalEvents + batch.events.length,
-      ]);
+      await client.query(
+        'update projection_rebuilds set position = $2, events = $3, updated_at = now() where projection = $1',
+        [projection, batch.position, totalEvents + batch.events.length],
+      );
       position = batch.position;
       events += batch.events.length;
       totalEvents += batch.events.length;
@@ -335,10 +354,10 @@ export async function rebuildProjection(
     if (locked && !(e instanceof RebuildInterruptedError)) {
       const message = e instanceof Error ? e.message : String(e);
       await client
-        .query(`update projection_rebuilds set status = 'failed', error = $2, updated_at = now() where projection = $1 and status = 'running'`, [
-          projection,
-          message.slice(0, 2000),
-        ])
+        .query(
+          `update projection_rebuilds set status = 'failed', error = $2, updated_at = now() where projection = $1 and status = 'running'`,
+          [projection, message.slice(0, 2000)],
+        )
         .catch(() => undefined);
       if (e instanceof ChainMismatchError) {
         // The shadows prove nothing anyone should swap in; keep the live model, drop the copies.

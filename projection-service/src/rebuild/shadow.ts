@@ -24,9 +24,13 @@ export async function createShadow(client: Client, table: string, withIndexes: b
   const shadow = ident(table + SHADOW_SUFFIX);
   await client.query(`drop table if exists ${shadow}`);
   // NOT NULL and defaults come along; keys and indexes are added from the live definitions below.
-  await client.query(`create table ${shadow} (like ${live} including defaults including generated including storage including compression)`);
+  await client.query(
+    `create table ${shadow} (like ${live} including defaults including generated including storage including compression)`,
+  );
 
-  const rls = await client.query('select relrowsecurity, relforcerowsecurity from pg_class where oid = $1::regclass', [live]);
+  const rls = await client.query('select relrowsecurity, relforcerowsecurity from pg_class where oid = $1::regclass', [
+    live,
+  ]);
   if (rls.rows[0]?.relrowsecurity) await client.query(`alter table ${shadow} enable row level security`);
   if (rls.rows[0]?.relforcerowsecurity) await client.query(`alter table ${shadow} force row level security`);
   const policies = await client.query(
@@ -50,7 +54,9 @@ export async function createShadow(client: Client, table: string, withIndexes: b
   );
   for (const g of grants.rows) {
     if (!/^[A-Z ]+$/.test(g.privilege_type)) continue;
-    await client.query(`grant ${g.privilege_type} on ${shadow} to ${g.grantee === 'PUBLIC' ? 'public' : ident(g.grantee)}`);
+    await client.query(
+      `grant ${g.privilege_type} on ${shadow} to ${g.grantee === 'PUBLIC' ? 'public' : ident(g.grantee)}`,
+    );
   }
   if (withIndexes) await createShadowIndexes(client, table);
 }
@@ -67,7 +73,10 @@ export async function createShadowIndexes(client: Client, table: string): Promis
   for (const c of constraints.rows) {
     const name = ident(c.conname + SHADOW_SUFFIX);
     // Idempotent: an interrupted rebuild may have built some of them already.
-    const exists = await client.query('select 1 from pg_constraint where conrelid = $1::regclass and conname = $2', [shadow, name]);
+    const exists = await client.query('select 1 from pg_constraint where conrelid = $1::regclass and conname = $2', [
+      shadow,
+      name,
+    ]);
     if (!exists.rowCount) await client.query(`alter table ${shadow} add constraint ${name} ${c.def}`);
   }
   const indexes = await client.query(
@@ -102,7 +111,9 @@ export async function swapShadow(client: Client, table: string): Promise<void> {
     [live, SHADOW_SUFFIX],
   );
   for (const c of constraints.rows) {
-    await client.query(`alter table ${live} rename constraint ${ident(c.conname)} to ${ident(c.conname.slice(0, -SHADOW_SUFFIX.length))}`);
+    await client.query(
+      `alter table ${live} rename constraint ${ident(c.conname)} to ${ident(c.conname.slice(0, -SHADOW_SUFFIX.length))}`,
+    );
   }
   const indexes = await client.query(
     `select i.relname as name from pg_index x join pg_class i on i.oid = x.indexrelid

@@ -11,7 +11,13 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
 
 const join = (base: string, key: string | number): string =>
-  typeof key === 'number' ? `${base}[${key}]` : /^[A-Za-z_$][\w$]*$/.test(key) ? (base ? `${base}.${key}` : key) : `${base}[${JSON.stringify(key)}]`;
+  typeof key === 'number'
+    ? `${base}[${key}]`
+    : /^[A-Za-z_$][\w$]*$/.test(key)
+      ? base
+        ? `${base}.${key}`
+        : key
+      : `${base}[${JSON.stringify(key)}]`;
 
 export function diff(before: unknown, after: unknown, path = ''): Change[] {
   if (Object.is(before, after)) return [];

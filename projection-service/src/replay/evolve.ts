@@ -26,7 +26,8 @@ export function redact(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(redact);
   if (value && typeof value === 'object' && !(value instanceof Date)) {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = REDACTED_FIELDS.has(k) && v !== undefined ? REDACTED : redact(v);
+    for (const [k, v] of Object.entries(value))
+      out[k] = REDACTED_FIELDS.has(k) && v !== undefined ? REDACTED : redact(v);
     return out;
   }
   return value;
@@ -133,7 +134,14 @@ const flow: StreamEvolver = {
     const d = data(e);
     switch (e.type) {
       case 'FlowDefined':
-        return { exists: true, flowId: d.flowId, name: d.name, enabled: false, definition: redact(d.definition), versions: [] };
+        return {
+          exists: true,
+          flowId: d.flowId,
+          name: d.name,
+          enabled: false,
+          definition: redact(d.definition),
+          versions: [],
+        };
       case 'FlowVersionPublished':
         return {
           ...s,
@@ -188,19 +196,34 @@ const run: StreamEvolver = {
           steps: [],
         };
       case 'StepSucceeded': {
-        const next = setStep(Number(d.stepIndex), { status: 'succeeded', attempts: Number(d.attempt), summary: redact(d.summary) });
+        const next = setStep(Number(d.stepIndex), {
+          status: 'succeeded',
+          attempts: Number(d.attempt),
+          summary: redact(d.summary),
+        });
         const cur = next.find((st) => st.index === Number(d.stepIndex))!;
         delete cur.lastError;
         delete cur.retryAt;
         return { ...s, status: 'running', steps: next };
       }
       case 'StepFailed':
-        return { ...s, steps: setStep(Number(d.stepIndex), { status: 'failed', attempts: Number(d.attempt), lastError: String(d.error) }) };
+        return {
+          ...s,
+          steps: setStep(Number(d.stepIndex), {
+            status: 'failed',
+            attempts: Number(d.attempt),
+            lastError: String(d.error),
+          }),
+        };
       case 'StepRetryScheduled':
         return {
           ...s,
           status: 'retrying',
-          steps: setStep(Number(d.stepIndex), { status: 'retry_scheduled', attempts: Number(d.attempt), retryAt: String(d.retryAt) }),
+          steps: setStep(Number(d.stepIndex), {
+            status: 'retry_scheduled',
+            attempts: Number(d.attempt),
+            retryAt: String(d.retryAt),
+          }),
         };
       case 'FlowRunCompleted':
         return { ...s, status: 'succeeded', durationMs: d.durationMs, finishedAt: at(e) };
@@ -227,7 +250,15 @@ const webhook: StreamEvolver = {
     };
     switch (e.type) {
       case 'WebhookEndpointRegistered':
-        return { exists: true, webhookId: d.webhookId, url: d.url, eventTypes: d.eventTypes, secret: REDACTED, status: 'active', deliveries: {} };
+        return {
+          exists: true,
+          webhookId: d.webhookId,
+          url: d.url,
+          eventTypes: d.eventTypes,
+          secret: REDACTED,
+          status: 'active',
+          deliveries: {},
+        };
       case 'WebhookEndpointUpdated':
         return {
           ...s,
@@ -237,7 +268,13 @@ const webhook: StreamEvolver = {
       case 'WebhookEndpointRemoved':
         return { ...s, status: 'removed' };
       case 'WebhookDeliverySucceeded':
-        return delivery({ eventId: d.eventId, status: 'succeeded', attempts: d.attempt, httpStatus: d.status, latencyMs: d.latencyMs });
+        return delivery({
+          eventId: d.eventId,
+          status: 'succeeded',
+          attempts: d.attempt,
+          httpStatus: d.status,
+          latencyMs: d.latencyMs,
+        });
       case 'WebhookDeliveryFailed':
         return delivery({
           eventId: d.eventId,
@@ -308,7 +345,9 @@ export const generic: StreamEvolver = {
   },
 };
 
-const evolvers = new Map([tenant, access, connector, flow, run, webhook, source, record].map((ev) => [ev.category, ev]));
+const evolvers = new Map(
+  [tenant, access, connector, flow, run, webhook, source, record].map((ev) => [ev.category, ev]),
+);
 
 export function evolverFor(streamId: string): StreamEvolver {
   return evolvers.get(streamCategory(streamId)) ?? generic;

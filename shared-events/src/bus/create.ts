@@ -39,7 +39,12 @@ export function createBus(options: CreateBusOptions): EventBus {
   const { config } = options;
   if (busKindFor(config.profile) === 'kafka') {
     if (config.kafkaBrokers.length === 0) throw new Error(`the ${config.profile} profile needs KAFKA_BROKERS`);
-    return createKafkaBus({ ...options.kafka, brokers: config.kafkaBrokers, codec: options.codec, logger: options.logger });
+    return createKafkaBus({
+      ...options.kafka,
+      brokers: config.kafkaBrokers,
+      codec: options.codec,
+      logger: options.logger,
+    });
   }
   return createPostgresBus({ ...options.postgres, store: options.store, pool: options.pool, logger: options.logger });
 }

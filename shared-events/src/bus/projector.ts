@@ -66,7 +66,10 @@ export function projector(options: ProjectorOptions): BusHandler {
         [name, tenants, tenants.map((t) => positions.get(t) ?? 0)],
       );
       await client.query('commit');
-      options.logger?.debug({ projector: name, lane: batch.lane, events: batch.events.length, applied: fresh.length }, 'projected batch');
+      options.logger?.debug(
+        { projector: name, lane: batch.lane, events: batch.events.length, applied: fresh.length },
+        'projected batch',
+      );
     } catch (err) {
       const rolledBack = await client.query('rollback').then(
         () => true,

@@ -67,22 +67,39 @@ export function runner(options: RunnerOptions): BusHandler {
       } catch (err) {
         lastError = err;
         log?.warn(
-          { runner: options.name, tenantId: event.tenantId, correlationId: event.correlationId, eventId: event.eventId, attempt, err: errorMessage(err) },
+          {
+            runner: options.name,
+            tenantId: event.tenantId,
+            correlationId: event.correlationId,
+            eventId: event.eventId,
+            attempt,
+            err: errorMessage(err),
+          },
           'side effect failed',
         );
         if (isPermanent(err)) break;
-        if (attempt < maxAttempts && !(await pause(Math.min(maxMs, initialMs * 2 ** (attempt - 1)), batch))) return false;
+        if (attempt < maxAttempts && !(await pause(Math.min(maxMs, initialMs * 2 ** (attempt - 1)), batch)))
+          return false;
       }
     }
     try {
       await options.bus.deadLetter({ group: options.name, event, reason: errorMessage(lastError), attempts: attempt });
       log?.error(
-        { runner: options.name, tenantId: event.tenantId, correlationId: event.correlationId, eventId: event.eventId, attempts: attempt },
+        {
+          runner: options.name,
+          tenantId: event.tenantId,
+          correlationId: event.correlationId,
+          eventId: event.eventId,
+          attempts: attempt,
+        },
         'event dead-lettered',
       );
       return true;
     } catch (err) {
-      log?.error({ runner: options.name, tenantId: event.tenantId, eventId: event.eventId, err: errorMessage(err) }, 'dead letter failed');
+      log?.error(
+        { runner: options.name, tenantId: event.tenantId, eventId: event.eventId, err: errorMessage(err) },
+        'dead letter failed',
+      );
       return false;
     }
   }

@@ -21,27 +21,63 @@ export function relayMetrics(registry: Registry = promClient.register): RelayMet
   return {
     lagEvents: get(
       'keel_relay_lag_events',
-      () => new promClient.Gauge({ name: 'keel_relay_lag_events', help: 'Events in the store not yet published to Kafka (head position - checkpoint)', labelNames: ['relay'], registers }),
+      () =>
+        new promClient.Gauge({
+          name: 'keel_relay_lag_events',
+          help: 'Events in the store not yet published to Kafka (head position - checkpoint)',
+          labelNames: ['relay'],
+          registers,
+        }),
     ),
     checkpointPosition: get(
       'keel_relay_checkpoint_position',
-      () => new promClient.Gauge({ name: 'keel_relay_checkpoint_position', help: 'Global position up to which the broker acknowledged', labelNames: ['relay'], registers }),
+      () =>
+        new promClient.Gauge({
+          name: 'keel_relay_checkpoint_position',
+          help: 'Global position up to which the broker acknowledged',
+          labelNames: ['relay'],
+          registers,
+        }),
     ),
     headPosition: get(
       'keel_relay_head_position',
-      () => new promClient.Gauge({ name: 'keel_relay_head_position', help: "Store's head global position (gap-safe) as last seen", labelNames: ['relay'], registers }),
+      () =>
+        new promClient.Gauge({
+          name: 'keel_relay_head_position',
+          help: "Store's head global position (gap-safe) as last seen",
+          labelNames: ['relay'],
+          registers,
+        }),
     ),
     active: get(
       'keel_relay_active',
-      () => new promClient.Gauge({ name: 'keel_relay_active', help: '1 while this process holds the relay lease', labelNames: ['relay'], registers }),
+      () =>
+        new promClient.Gauge({
+          name: 'keel_relay_active',
+          help: '1 while this process holds the relay lease',
+          labelNames: ['relay'],
+          registers,
+        }),
     ),
     published: get(
       'keel_relay_published_events_total',
-      () => new promClient.Counter({ name: 'keel_relay_published_events_total', help: 'Events acknowledged by the broker', labelNames: ['relay'], registers }),
+      () =>
+        new promClient.Counter({
+          name: 'keel_relay_published_events_total',
+          help: 'Events acknowledged by the broker',
+          labelNames: ['relay'],
+          registers,
+        }),
     ),
     publishFailures: get(
       'keel_relay_publish_failures_total',
-      () => new promClient.Counter({ name: 'keel_relay_publish_failures_total', help: 'Failed produce attempts (retried)', labelNames: ['relay'], registers }),
+      () =>
+        new promClient.Counter({
+          name: 'keel_relay_publish_failures_total',
+          help: 'Failed produce attempts (retried)',
+          labelNames: ['relay'],
+          registers,
+        }),
     ),
     batchSeconds: get(
       'keel_relay_batch_seconds',

@@ -19,19 +19,26 @@ const drop = async () => {
   await p?.disconnect().catch(() => undefined);
 };
 
+const connect = async (): Promise<Producer> => {
+  if (producer) return producer;
+  const p = kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
+  await p.connect();
+  producer = p;
+  return p;
+};
+
 async function handle(msg: ToProducerThread): Promise<void> {
   switch (msg.op) {
+    case 'connect':
+      await connect();
+      return;
     case 'send': {
-      if (!producer) {
-        const p = kafka.producer({
-          idempotent: true,
-          maxInFlightRequests: 1,
-          allowAutoTopicCreation: false,
-          createPartitioner: Partitioners.DefaultPartitioner,
-        });
-        await p.connect();
-        producer = p;
-      }
+      const producer = await connect();
       for (const c of msg.chunks) {
         const all = Buffer.from(c.values);
         const starts = new Uint32Array(c.lengths.length);

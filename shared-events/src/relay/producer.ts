@@ -21,7 +21,10 @@ export function emptyChunk(): RelayChunk {
   return { values: [], tenants: [], types: [], fingerprints: [], traceparents: [], bytes: 0 };
 }
 
-export function chunkMessages(c: Pick<RelayChunk, 'tenants' | 'types' | 'fingerprints' | 'traceparents'>, value: (i: number) => Buffer): Message[] {
+export function chunkMessages(
+  c: Pick<RelayChunk, 'tenants' | 'types' | 'fingerprints' | 'traceparents'>,
+  value: (i: number) => Buffer,
+): Message[] {
   const out: Message[] = new Array(c.tenants.length);
   for (let i = 0; i < c.tenants.length; i++) {
     const headers: IHeaders = {
@@ -42,6 +45,8 @@ export function chunkMessages(c: Pick<RelayChunk, 'tenants' | 'types' | 'fingerp
  * starts with a new producer id (after a failure, see relay.ts).
  */
 export interface BatchProducer {
+  /** Connects ahead of the first send (so the first batch does not pay for it). */
+  connect(): Promise<void>;
   send(topic: string, chunks: RelayChunk[]): Promise<void>;
   reset(): Promise<void>;
   close(): Promise<void>;
@@ -64,14 +69,19 @@ export function inProcessProducer(kafka: Kafka): BatchProducer {
     producer = undefined;
     await p?.disconnect().catch(() => undefined);
   };
+  const connect = async () => {
+    if (producer) return producer;
+    const p = newProducer(kafka);
+    await p.connect();
+    producer = p;
+    return p;
+  };
   return {
+    connect: async () => void (await connect()),
     send: async (topic, chunks) => {
-      if (!producer) {
-        const p = newProducer(kafka);
-        await p.connect();
-        producer = p;
-      }
-      for (const c of chunks) await producer.send({ topic, acks: -1, messages: chunkMessages(c, (i) => c.values[i]!) });
+      await connect();
+      for (const c of chunks)
+        await producer!.send({ topic, acks: -1, messages: chunkMessages(c, (i) => c.values[i]!) });
     },
     reset: drop,
     close: drop,
@@ -90,6 +100,7 @@ export interface PackedChunk {
 
 export type ToProducerThread =
   | { id: number; op: 'send'; topic: string; chunks: PackedChunk[] }
+  | { id: number; op: 'connect' }
   | { id: number; op: 'reset' }
   | { id: number; op: 'close' };
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
@@ -107,7 +118,14 @@ function pack(c: RelayChunk): PackedChunk {
     lengths[i] = v.length;
     at += v.length;
   });
-  return { values: all.buffer as ArrayBuffer, lengths, tenants: c.tenants, types: c.types, fingerprints: c.fingerprints, traceparents: c.traceparents };
+  return {
+    values: all.buffer as ArrayBuffer,
+    lengths,
+    tenants: c.tenants,
+    types: c.types,
+    fingerprints: c.fingerprints,
+    traceparents: c.traceparents,
+  };
 }
 
 /**
@@ -160,9 +178,13 @@ export function threadProducer(options: { brokers: string[]; clientId: string; l
   };
 
   return {
+    connect: () => call({ op: 'connect' }),
     send: (topic, chunks) => {
       const packed = chunks.map(pack);
-      return call({ op: 'send', topic, chunks: packed }, packed.flatMap((p) => [p.values, p.lengths.buffer as ArrayBuffer]));
+      return call(
+        { op: 'send', topic, chunks: packed },
+        packed.flatMap((p) => [p.values, p.lengths.buffer as ArrayBuffer]),
+      );
     },
     reset: async () => {
       if (worker) await call({ op: 'reset' }).catch(() => undefined);

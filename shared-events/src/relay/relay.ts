@@ -32,8 +32,9 @@ export interface RelayOptions {
   /** A client to use instead of one made from `brokers` (the producer then runs on this thread). */
   kafka?: Kafka;
   /**
-   * Produce from a worker thread while this thread reads and encodes the next batch. Default: true
-   * when `brokers` is given (a worker needs them to make its own client).
+   * Produce from a worker thread while this thread reads and encodes the next batch (needs
+   * `brokers`: the thread makes its own client). Pays off with a spare core; on a busy 2-core
+   * machine the extra thread only competes (bench/fanout.ts measures both). Default false.
    */
   producerThread?: boolean;
   codec?: BusCodec;
@@ -123,7 +124,11 @@ export function startRelay(options: RelayOptions): Relay {
   const setCheckpoint = (position: number) => {
     checkpoint = position;
     metrics.checkpointPosition.set(labels, position);
-    for (const w of waiters) if (position >= w.position) (waiters.delete(w), w.resolve());
+    for (const w of waiters) {
+      if (position < w.position) continue;
+      waiters.delete(w);
+      w.resolve();
+    }
   };
 
   const prepare = async (after: number): Promise<Prepared> => {
@@ -148,10 +153,10 @@ export function startRelay(options: RelayOptions): Relay {
     return { read, chunks };
   };
 
-  const producer: BatchProducer =
-    (options.producerThread ?? !options.kafka)
-      ? threadProducer({ brokers: options.brokers ?? [], clientId: 'keel-relay', logger })
-      : inProcessProducer(kafka);
+  if (options.producerThread && !options.brokers?.length) throw new Error('startRelay: producerThread needs `brokers`');
+  const producer: BatchProducer = options.producerThread
+    ? threadProducer({ brokers: options.brokers!, clientId: 'keel-relay', logger })
+    : inProcessProducer(kafka);
 
   /** Produces until the broker acknowledged every chunk; false when stopped or the lease was lost first. */
   const publish = async (chunks: RelayChunk[], events: RecordedEvent[]): Promise<boolean> => {
@@ -166,7 +171,12 @@ export function startRelay(options: RelayOptions): Relay {
       } catch (err) {
         metrics.publishFailures.inc(labels);
         logger.warn(
-          { attempt, err: (err as Error).message, from: events[0]?.globalPosition, to: events[events.length - 1]?.globalPosition },
+          {
+            attempt,
+            err: (err as Error).message,
+            from: events[0]?.globalPosition,
+            to: events[events.length - 1]?.globalPosition,
+          },
           'publish failed; retrying the batch',
         );
         // A fresh producer (new producer id) after a failure: a retried batch must not trip over
@@ -189,7 +199,8 @@ export function startRelay(options: RelayOptions): Relay {
     while (!abort.signal.aborted && lease.isHeld()) {
       const cur = await next;
       if (cur.read.events.length === 0) {
-        if (cur.read.position > after && (await lease.checkpoint(cur.read.position))) setCheckpoint((after = cur.read.position));
+        if (cur.read.position > after && (await lease.checkpoint(cur.read.position)))
+          setCheckpoint((after = cur.read.position));
         await sleep(pollIntervalMs, abort.signal);
         next = prefetch(after);
         continue;
@@ -236,6 +247,11 @@ export function startRelay(options: RelayOptions): Relay {
       metrics.active.set(labels, 1);
       setCheckpoint(state.position);
       logger.info({ position: state.position, holder: lease.holder }, 'relay active');
+      try {
+        await producer.connect(); // before `activated`: the first batch does not pay for it
+      } catch (err) {
+        logger.warn({ err: (err as Error).message }, 'producer cannot connect yet');
+      }
       resolveActivated();
       try {
         await publishFrom(state.position);
@@ -271,7 +287,8 @@ export function startRelay(options: RelayOptions): Relay {
         waiters.add(w);
         if (timeoutMs !== undefined) {
           setTimeout(() => {
-            if (waiters.delete(w)) reject(new Error(`relay did not reach position ${position} within ${timeoutMs} ms (at ${checkpoint})`));
+            if (waiters.delete(w))
+              reject(new Error(`relay did not reach position ${position} within ${timeoutMs} ms (at ${checkpoint})`));
           }, timeoutMs).unref();
         }
       }),

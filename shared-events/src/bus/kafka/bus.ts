@@ -61,7 +61,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export function createKafkaBus(options: KafkaBusOptions): KafkaBus {
   const logger = options.logger ?? defaultLogger('keel-bus');
   const codec = options.codec ?? defaultEventCodec();
-  const kafka = options.kafka ?? createKafkaClient({ brokers: options.brokers, clientId: options.clientId ?? 'keel-bus', logger });
+  const kafka =
+    options.kafka ?? createKafkaClient({ brokers: options.brokers, clientId: options.clientId ?? 'keel-bus', logger });
   const topic = options.topic ?? EVENTS_TOPIC;
   const deadLetterTopic = options.deadLetterTopic ?? DEAD_LETTER_TOPIC;
   const sessionTimeout = options.sessionTimeoutMs ?? 10_000;
@@ -96,7 +97,14 @@ export function createKafkaBus(options: KafkaBusOptions): KafkaBus {
     return producer;
   };
 
-  async function park(group: string, key: string | null, value: Buffer | null, headers: Record<string, string>, reason: string, attempts: number) {
+  async function park(
+    group: string,
+    key: string | null,
+    value: Buffer | null,
+    headers: Record<string, string>,
+    reason: string,
+    attempts: number,
+  ) {
     const p = await dlqProducer();
     await p.send({
       topic: deadLetterTopic,
@@ -171,8 +179,12 @@ export function createKafkaBus(options: KafkaBusOptions): KafkaBus {
             items.push({ message, blocked: err });
             break; // nothing after it may pass before it (per-tenant order)
           }
-          log.error({ partition: batch.partition, offset: message.offset, err: (err as Error).message }, 'undecodable message parked');
-          if (!(await retryWhileLive(live, () => parkRaw(group, message, `undecodable: ${(err as Error).message}`)))) return;
+          log.error(
+            { partition: batch.partition, offset: message.offset, err: (err as Error).message },
+            'undecodable message parked',
+          );
+          if (!(await retryWhileLive(live, () => parkRaw(group, message, `undecodable: ${(err as Error).message}`))))
+            return;
           items.push({ message });
         }
       }
@@ -210,7 +222,12 @@ export function createKafkaBus(options: KafkaBusOptions): KafkaBus {
         } catch (err) {
           if (err instanceof KafkaJSError) throw err; // rebalance or broker trouble: kafkajs handles it
           log.error(
-            { partition: batch.partition, tenantId: events[0]?.tenantId, correlationId: events[0]?.correlationId, err: (err as Error).message },
+            {
+              partition: batch.partition,
+              tenantId: events[0]?.tenantId,
+              correlationId: events[0]?.correlationId,
+              err: (err as Error).message,
+            },
             'handler failed; retrying',
           );
         }

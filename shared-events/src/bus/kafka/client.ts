@@ -29,7 +29,12 @@ export function createKafkaClient(options: KafkaClientOptions): Kafka {
     logCreator:
       () =>
       ({ namespace, level, log }: LogEntry) => {
-        const { message, timestamp: _t, logger: _l, ...extra } = log as { message: string; timestamp?: string; logger?: string };
+        const {
+          message,
+          timestamp: _t,
+          logger: _l,
+          ...extra
+        } = log as { message: string; timestamp?: string; logger?: string };
         // Our producers retry a failed batch themselves with a fresh producer (see relay.ts), so
         // kafkajs' bounded retries do not weaken what we promise: at-least-once, in order.
         if (message.startsWith('Limiting retries for the idempotent producer')) return;
@@ -83,7 +88,8 @@ export async function ensureTopics(kafka: Kafka, options: EnsureTopicsOptions = 
         await admin.createTopics({ topics: wanted, waitForLeaders: false, timeout: 30_000 });
       } catch (err) {
         // Another process created it meanwhile.
-        if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS' && !/already exists/i.test(String(err))) throw err;
+        if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS' && !/already exists/i.test(String(err)))
+          throw err;
       }
     }
     const deadline = Date.now() + 30_000;
@@ -94,7 +100,10 @@ export async function ensureTopics(kafka: Kafka, options: EnsureTopicsOptions = 
         if (ready) {
           const have = md.topics.find((t) => t.name === topic)?.partitions.length ?? 0;
           if (have !== partitions) {
-            options.logger?.warn({ topic, partitions: have, expected: partitions }, 'events topic has an unexpected partition count');
+            options.logger?.warn(
+              { topic, partitions: have, expected: partitions },
+              'events topic has an unexpected partition count',
+            );
           }
           break;
         }

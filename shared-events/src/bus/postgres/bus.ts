@@ -86,7 +86,13 @@ export function createPostgresBus(options: PostgresBusOptions): PostgresBus {
         if (!live()) throw new Stopped();
         let applied = 0;
         try {
-          const ack = await handler({ group, events: rest, lane: 'log', heartbeat: async () => undefined, isRunning: live });
+          const ack = await handler({
+            group,
+            events: rest,
+            lane: 'log',
+            heartbeat: async () => undefined,
+            isRunning: live,
+          });
           applied = ack ? Math.max(0, Math.min(rest.length, Math.floor(ack.applied))) : rest.length;
         } catch (err) {
           log.error(
@@ -95,7 +101,10 @@ export function createPostgresBus(options: PostgresBusOptions): PostgresBus {
           );
         }
         if (applied > 0) {
-          const to = applied === rest.length ? Math.max(position, rest[rest.length - 1]!.globalPosition) : rest[applied - 1]!.globalPosition;
+          const to =
+            applied === rest.length
+              ? Math.max(position, rest[rest.length - 1]!.globalPosition)
+              : rest[applied - 1]!.globalPosition;
           if (!(await lease.checkpoint(to))) throw new Stopped();
           rest = rest.slice(applied);
           failures = 0;
@@ -173,7 +182,17 @@ export function createPostgresBus(options: PostgresBusOptions): PostgresBus {
         `insert into keel_bus_dead_letters
            (consumer_group, event_id, tenant_id, stream_id, global_position, event_type, reason, attempts, event)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        [entry.group, e.eventId, e.tenantId, e.streamId, e.globalPosition, e.type, entry.reason.slice(0, 2000), entry.attempts, JSON.stringify(e)],
+        [
+          entry.group,
+          e.eventId,
+          e.tenantId,
+          e.streamId,
+          e.globalPosition,
+          e.type,
+          entry.reason.slice(0, 2000),
+          entry.attempts,
+          JSON.stringify(e),
+        ],
       );
     },
     readDeadLetters: async (o = {}) => {

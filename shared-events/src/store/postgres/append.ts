@@ -305,24 +305,59 @@ function prepareEvent(
 async function callAppend(pool: pg.Pool, streams: PreparedStream[], order: PreparedEvent[]) {
   const index = new Map<PreparedStream, number>();
   streams.forEach((s, i) => index.set(s, i + 1));
-  const events = streams.length === 0 ? [] : order.filter((e) => index.has(e.stream));
+  const events = index.size === 0 ? [] : order.length === 0 ? order : order.filter((e) => index.has(e.stream));
+  // One pass gathers the per-event columns (this runs for every event of every ingest).
+  const n = events.length;
+  const col = {
+    stream: new Array<number>(n),
+    offset: new Array<number>(n),
+    streamId: new Array<string>(n),
+    eventId: new Array<string>(n),
+    type: new Array<string>(n),
+    version: new Array<number>(n),
+    tenant: new Array<string>(n),
+    occurred: new Array<number>(n),
+    actorKind: new Array<string>(n),
+    actorId: new Array<string>(n),
+    correlation: new Array<string | undefined>(n),
+    causation: new Array<string | undefined>(n),
+    traceparent: new Array<string | undefined>(n),
+    json: new Array<string>(n),
+  };
+  for (let i = 0; i < n; i++) {
+    const e = events[i]!;
+    col.stream[i] = index.get(e.stream)!;
+    col.offset[i] = e.offset;
+    col.streamId[i] = e.stream.streamId;
+    col.eventId[i] = e.eventId;
+    col.type[i] = e.type;
+    col.version[i] = e.schemaVersion;
+    col.tenant[i] = e.tenantId;
+    col.occurred[i] = e.occurredMs;
+    col.actorKind[i] = e.actorKind;
+    col.actorId[i] = e.actorId;
+    col.correlation[i] = e.correlationId;
+    col.causation[i] = e.causationId;
+    col.traceparent[i] = e.traceparent;
+    col.json[i] = e.json;
+  }
   const values = [
     textArray(streams.map((s) => s.streamId)),
     int8Array(streams.map((s) => (typeof s.expected === 'number' ? s.expected : EXPECTED_CODE[s.expected]))),
-    int4Array(events.map((e) => index.get(e.stream)!)),
-    int4Array(events.map((e) => e.offset)),
-    textArray(events.map((e) => e.stream.streamId)),
-    uuidArray(events.map((e) => e.eventId)),
-    textArray(events.map((e) => e.type)),
-    int4Array(events.map((e) => e.schemaVersion)),
-    textArray(events.map((e) => e.tenantId)),
-    timestamptzArray(events.map((e) => e.occurredMs)),
-    textArray(events.map((e) => e.actorKind)),
-    textArray(events.map((e) => e.actorId)),
-    textArray(events.map((e) => e.correlationId)),
-    textArray(events.map((e) => e.causationId)),
-    textArray(events.map((e) => e.traceparent)),
-    textArray(events.map((e) => e.json)),
+    int4Array(col.stream),
+    int4Array(col.offset),
+    textArray(col.streamId),
+    uuidArray(col.eventId),
+    textArray(col.type),
+    int4Array(col.version),
+    textArray(col.tenant),
+    timestamptzArray(col.occurred),
+    textArray(col.actorKind),
+    textArray(col.actorId),
+    textArray(col.correlation),
+    textArray(col.causation),
+    textArray(col.traceparent),
+    textArray(col.json),
   ];
   let client: pg.PoolClient;
   try {
