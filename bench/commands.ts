@@ -98,6 +98,14 @@ export default async function commandsBench(args: string[]): Promise<Record<stri
     await openLoop(rate, 2, append);
     const storeRun = await openLoop(rate, seconds, append);
 
+    const metrics = (await request(agent, base, '/metrics', {}, undefined, 'GET')).body;
+    const serverSide = {
+      registerWebhook: histogramSummary(metrics, 'keel_command_duration_seconds', 'command="RegisterWebhook",outcome="appended"'),
+      pauseResumeConnector: {
+        pause: histogramSummary(metrics, 'keel_command_duration_seconds', 'command="PauseConnector",outcome="appended"'),
+        resume: histogramSummary(metrics, 'keel_command_duration_seconds', 'command="ResumeConnector",outcome="appended"'),
+      },
+    };
     const p99 = Math.max(webhook.p99, connector.p99);
     return {
       setup: {
@@ -112,6 +120,7 @@ export default async function commandsBench(args: string[]): Promise<Record<stri
       },
       registerWebhook: webhook,
       pauseResumeConnector: connector,
+      serverSideCommandDuration: { what: 'keel_command_duration_seconds: load, fold, decide, append (ms; p99 is the upper bound of its histogram bucket)', ...serverSide },
       baselines: { healthOverHttp: healthRun, storeAppendAlone: storeRun },
       ratio: {
         registerWebhookP99OverStoreAppendP99: round(webhook.p99 / storeRun.p99),
@@ -156,4 +165,14 @@ async function openLoop(rate: number, seconds: number, send: () => Promise<{ sta
     p99: round(pct(latencies, 0.99)),
     max: round(Math.max(...latencies)),
   };
+}
+
+/** Mean and bucketed p99 (the bucket's upper bound) of a prom-client histogram series, in ms. */
+function histogramSummary(metrics: string, name: string, labels: string) {
+  const series = new RegExp(`^${name}_bucket\\{le="([^"]+)",${labels}\\} (\\d+)$`, 'gm');
+  const buckets = [...metrics.matchAll(series)].map((m) => ({ le: m[1] === '+Inf' ? Infinity : Number(m[1]), n: Number(m[2]) }));
+  const num = (suffix: string) => Number(new RegExp(`^${name}_${suffix}\\{${labels}\\} ([0-9.e+-]+)$`, 'm').exec(metrics)?.[1]);
+  const count = num('count');
+  const p99 = buckets.find((b) => b.n >= 0.99 * count)?.le ?? NaN;
+  return { count, meanMs: round((num('sum') / count) * 1000), p99AtMostMs: p99 * 1000 };
 }

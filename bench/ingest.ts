@@ -117,7 +117,7 @@ export default async function ingestBench(args: string[]): Promise<Record<string
     return {
       setup: {
         postgres: `embedded (.keel-bench/ingest, port ${pgPort})`,
-        server: 'command-service/src/main.ts as its own process (postgres profile, LOG_LEVEL=warn)',
+        server: `command-service/src/main.ts as its own process (postgres profile, LOG_LEVEL=warn, node flags: ${process.env.KEEL_BENCH_SERVER_NODE_FLAGS || 'none'})`,
         recordsPerRequest: perRequest,
         recordBytes: gen.lineBytes,
         concurrency,
@@ -232,7 +232,9 @@ export async function startServer(o: {
   mkdirSync(dataDir, { recursive: true });
   // KEEL_BENCH_CPU_PROF=1: a V8 CPU profile of the server in .keel-bench/prof (to see where the time goes).
   const prof = process.env.KEEL_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${resolve('.keel-bench/prof')}`] : [];
-  const child = spawn(process.execPath, [...prof, '--import', 'tsx', resolve('command-service/src/main.ts')], {
+  // KEEL_BENCH_SERVER_NODE_FLAGS: node flags for the server (e.g. --max-semi-space-size=64).
+  const nodeFlags = (process.env.KEEL_BENCH_SERVER_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeFlags, ...prof, '--import', 'tsx', resolve('command-service/src/main.ts')], {
     env: {
       ...process.env,
       KEEL_PROFILE: 'postgres',

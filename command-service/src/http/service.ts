@@ -97,11 +97,17 @@ export function createCommandService(parts: CommandServiceParts): CommandService
   const authCategories = new Set<string>(AUTH_CATEGORIES);
   async function afterAppend(events: RecordedEvent[]): Promise<void> {
     // The auth tables follow tenant-*/access-* at once, so a new key works and a revoked one
-    // fails on the very next request; the catch-up subscription covers everything else.
+    // fails on the very next request. The events are already stored, so a failure here must not
+    // fail the command: the catch-up subscription applies them moments later (it also destroys
+    // an erased tenant's keys).
     const auth = events.filter((e) => authCategories.has(parseStreamName(e.streamId)?.category ?? ''));
-    if (auth.length) await applyAuthEventsInTransaction(runtime.pool, auth);
+    try {
+      if (auth.length) await applyAuthEventsInTransaction(runtime.pool, auth);
+      for (const e of events) if (e.type === 'TenantErased') await keyring.destroyTenantKeys(e.tenantId);
+    } catch (err) {
+      runtime.logger.error({ err }, 'inline auth projection failed; the catch-up subscription will apply these events');
+    }
     for (const e of events) {
-      if (e.type === 'TenantErased') await keyring.destroyTenantKeys(e.tenantId);
       if (e.type === 'TenantErased' || e.type === 'TenantSuspended' || e.type === 'TenantReinstated') authenticator.forgetTenant(e.tenantId);
       if (e.type === 'ApiKeyRevoked') authenticator.forgetKey((e.data as { keyId: string }).keyId);
     }
