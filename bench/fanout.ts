@@ -65,6 +65,11 @@ export default async function fanoutBench(args: string[]): Promise<Record<string
   try {
     const databaseUrl = await database(cleanups);
     const brokers = await kafka(cleanups);
+    cleanups.push(async () => {
+      const admin = createKafkaClient({ brokers, logger, clientId: 'bench-cleanup' }).admin();
+      await admin.connect();
+      await admin.deleteTopics({ topics: benchTopics }).finally(() => admin.disconnect());
+    });
     await runMigrations(databaseUrl, [storeMigrations, busMigrations]);
     const pool = new pg.Pool({ connectionString: databaseUrl, max: 12 });
     pool.on('error', (err) => logger.warn({ err: err.message }, 'idle PostgreSQL connection lost'));
@@ -136,8 +141,9 @@ async function kafka(cleanups: (() => Promise<void>)[]): Promise<string[]> {
   if (process.env.KAFKA_BROKERS) return process.env.KAFKA_BROKERS.split(',');
   const { startBroker } = await import('../infra/kafka/broker.mjs');
   const broker = await startBroker({
-    port: Number(process.env.KEEL_BENCH_KAFKA_PORT ?? 39092),
-    controllerPort: Number(process.env.KEEL_BENCH_KAFKA_CONTROLLER_PORT ?? 39093),
+    // Below the ephemeral port range (32768+), where an outgoing connection could hold the port.
+    port: Number(process.env.KEEL_BENCH_KAFKA_PORT ?? 29592),
+    controllerPort: Number(process.env.KEEL_BENCH_KAFKA_CONTROLLER_PORT ?? 29593),
     dataDir: resolve('.keel-bench/fanout-kafka'),
     quiet: true,
   });
@@ -163,6 +169,9 @@ function recordEvent(tenantId: string, i: number, payloadBytes: number): NewEven
     },
   };
 }
+
+/** Topics this run created; deleted at the end so the broker's data dir does not grow run after run. */
+const benchTopics: string[] = [];
 
 const tenantIds = Array.from({ length: 1000 }, (_, i) => `bench${String(i).padStart(4, '0')}`);
 
@@ -209,7 +218,11 @@ async function relayThroughput(o: {
     threaded: `keel.bench.relay-thread.${stamp}`,
     inProcess: `keel.bench.relay-inproc.${stamp}`,
   };
-  for (const topic of Object.values(topics)) await ensureTopics(client, { topic, deadLetterTopic: `${topic}.dlq` });
+  for (const topic of Object.values(topics)) {
+    await ensureTopics(client, { topic, deadLetterTopic: `${topic}.dlq` });
+    benchTopics.push(topic, `${topic}.dlq`);
+    benchTopics.push(topic, `${topic}.dlq`);
+  }
 
   const kafkajs = await import('kafkajs');
   const producer = client.producer({
@@ -355,6 +368,7 @@ async function endToEnd(
   if (kind === 'kafka') {
     const client = createKafkaClient({ brokers: o.brokers, logger, clientId: 'bench-lag' });
     await ensureTopics(client, { topic, deadLetterTopic: `${topic}.dlq` });
+    benchTopics.push(topic, `${topic}.dlq`);
     const relay = startRelay({
       store,
       pool,

@@ -15,7 +15,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const t0 = Date.now();
     const pg = await startEmbeddedPostgres({
       dataDir: resolve('.keel-test/pg'),
-      port: Number(process.env.KEEL_TEST_PG_PORT ?? 54329),
+      port: Number(process.env.KEEL_TEST_PG_PORT ?? 25433),
       settings: { fsync: 'on' },
     });
     pgUrl = pg.adminUrl;
