@@ -44,8 +44,10 @@ import {
 } from '@keel/shared-events';
 import type { KeelRuntime, NewEvent, StreamAppend } from '@keel/shared-events';
 import {
+  auditPageSql,
   loadProjectionConfig,
   mountProjectionService,
+  parseAuditPage,
   verifyAuditChain,
   projectionServiceMigrations,
   rebuildProjection,
@@ -186,7 +188,11 @@ export default async function readBench(args: string[]): Promise<Record<string, 
       },
       queries,
       export: exported,
-      verify: { rows: verified.checked, seconds: round(verifySecs), rowsPerSec: Math.round(verified.checked / verifySecs) },
+      verify: {
+        rows: verified.checked,
+        seconds: round(verifySecs),
+        rowsPerSec: Math.round(verified.checked / verifySecs),
+      },
       targets: {
         rebuildEventsPerSec: {
           target: 50_000,
@@ -430,7 +436,7 @@ async function queryBench(
       if (i >= 10) ms.push(took); // the first ones warm caches (and the auth cache)
     }
     // Baseline: the same query text, bare on the pool (no HTTP, auth, RLS transaction, serialization).
-    const { sql, params } = sqlFor(tenant, qs, m.global_position);
+    const { sql, params } = sqlFor(tenant, qs);
     const base: number[] = [];
     for (let i = 0; i < perKind + 10; i++) {
       const t = process.hrtime.bigint();
@@ -460,38 +466,12 @@ async function queryBench(
   };
 }
 
-/** The SQL the route runs for a query string (mirrors projection-service's auditWhere), for the bare baseline and EXPLAIN. */
-function sqlFor(tenant: string, qs: string, midPosition: number): { sql: string; params: unknown[] } {
-  const p = new URLSearchParams(qs);
-  const params: unknown[] = [tenant];
-  const where = ['tenant_id = $1'];
-  const add = (clause: (x: string) => string, v: unknown) => {
-    params.push(v);
-    where.push(clause(`$${params.length}`));
-  };
-  if (p.get('cursor')) add((x) => `global_position < ${x}`, midPosition);
-  if (p.get('from')) add((x) => `recorded_at >= ${x}`, p.get('from'));
-  if (p.get('to')) add((x) => `recorded_at < ${x}`, p.get('to'));
-  const actor = p.get('actor');
-  if (actor) {
-    const [kind, id] = actor.split(':');
-    add((x) => `actor_id = ${x}`, id);
-    add((x) => `actor_kind = ${x}`, kind);
-  }
-  const type = p.get('type');
-  if (type) {
-    const types = type.split(',');
-    if (types.length === 1) add((x) => `type = ${x}`, types[0]);
-    else add((x) => `type = any(${x}::text[])`, types);
-  }
-  if (p.get('streamId')) add((x) => `stream_id = ${x}`, p.get('streamId'));
-  if (p.get('correlationId')) add((x) => `correlation_id = ${x}`, p.get('correlationId'));
-  return {
-    sql: `select tenant_id, global_position, chain_seq, stream_id, stream_position, event_id, type, schema_version, actor_kind, actor_id, subject,
-      occurred_at, recorded_at, correlation_id, causation_id, payload::text as payload, hash from audit_events where ${where.join(' and ')}
-      order by global_position desc limit 101`,
-    params,
-  };
+/** The exact SQL the route runs for a query string (projection-service parses and builds it), for the bare baseline and EXPLAIN. */
+function sqlFor(tenant: string, qs: string): { sql: string; params: unknown[] } {
+  const query = Object.fromEntries(new URLSearchParams(qs));
+  const q = parseAuditPage({ ...query, limit: '100' }, { tenantId: tenant, isKnownType: () => true });
+  const { text, params } = auditPageSql(tenant, q.filters, q.limit, q.before);
+  return { sql: text, params };
 }
 
 async function exportBench(app: Awaited<ReturnType<typeof createBaseApp>>, pool: pg.Pool, tenant: string, key: string) {

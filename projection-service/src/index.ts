@@ -35,6 +35,8 @@ export type { RebuildOptions, RebuildProgress, RebuildResult } from './rebuild/r
 export { loadProjectionConfig } from './config.ts';
 export type { ProjectionConfig } from './config.ts';
 export type { VerifyResult } from './audit/verify.ts';
+export { parseAuditPage } from './audit/filters.ts';
+export { auditPageSql } from './audit/query.ts';
 export { auditVerifyCommand } from './cli/audit-verify.ts';
 export { projectionsRebuildCommand } from './cli/projections-rebuild.ts';
 export { streamShowCommand } from './cli/stream-show.ts';

@@ -416,7 +416,9 @@ describe('read-side HTTP API', () => {
       try {
         const behind = await app.inject({ method: 'GET', url: '/ready' });
         expect(behind.statusCode).toBe(503);
-        expect(behind.json().checks.projections).toMatch(/^audit is \d+ events behind; dashboard is \d+ events behind$/);
+        expect(behind.json().checks.projections).toMatch(
+          /^audit is \d+ events behind; dashboard is \d+ events behind$/,
+        );
       } finally {
         env.config.readyMaxLag = allowed;
       }

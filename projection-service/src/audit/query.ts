@@ -78,6 +78,21 @@ export function keyOf(row: { globalPosition: number; recordedAt: Date }, filters
     : { position: row.globalPosition };
 }
 
+/** The SQL of one page (one row more than `limit`, to know whether there is a next page). */
+export function auditPageSql(
+  tenantId: string,
+  filters: AuditFilters,
+  limit: number,
+  before?: AuditKey,
+): { text: string; params: unknown[] } {
+  const { where, orderBy, params } = auditQueryParts(tenantId, filters, before);
+  params.push(limit + 1);
+  return {
+    text: `select ${AUDIT_COLUMNS} from audit_events where ${where} order by ${orderBy} limit $${params.length}`,
+    params,
+  };
+}
+
 export async function queryAuditPage(
   pool: pg.Pool,
   tenantId: string,
@@ -85,14 +100,8 @@ export async function queryAuditPage(
   limit: number,
   before?: AuditKey,
 ): Promise<{ rows: AuditRow[]; next?: AuditKey }> {
-  const { where, orderBy, params } = auditQueryParts(tenantId, filters, before);
-  params.push(limit + 1);
-  const res = await withTenant(pool, tenantId, (c) =>
-    c.query(
-      `select ${AUDIT_COLUMNS} from audit_events where ${where} order by ${orderBy} limit $${params.length}`,
-      params,
-    ),
-  );
+  const { text, params } = auditPageSql(tenantId, filters, limit, before);
+  const res = await withTenant(pool, tenantId, (c) => c.query(text, params));
   const rows = res.rows.map(mapAuditRow);
   if (rows.length <= limit) return { rows };
   const page = rows.slice(0, limit);

@@ -235,7 +235,10 @@ export async function rebuildProjection(
       position = Number(prev.rows[0].position);
       totalEvents = Number(prev.rows[0].events);
       resumedFrom = position;
-      await client.query(`update projection_rebuilds set status = 'running', error = null, updated_at = now() where projection = $1`, [projection]);
+      await client.query(
+        `update projection_rebuilds set status = 'running', error = null, updated_at = now() where projection = $1`,
+        [projection],
+      );
       log.info({ position }, 'resuming an interrupted rebuild');
     } else {
       await withTx(client, async () => {
