@@ -4,22 +4,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBaseConfig } from '@keel/shared-events';
-import { freshDatabase } from '../../test/support.ts';
+import { describeWithServer, freshDatabase, kafkaBrokers, kafkaSkipReason } from '../../test/support.ts';
 import { startDevServer, type DevServer } from '../src/dev.ts';
 
 /**
  * The all-in-one server over a real socket: the README's quick start, end to end — a tenant,
  * an NDJSON ingest with one bad line, then the read side (audit, verify, dashboard) catching up.
  */
-describe('keel dev (all services in one process, PostgreSQL bus)', () => {
+function devServerSuite(profile: 'postgres' | 'kafka', brokers?: string): void {
   let server: DevServer;
   const adminKey = `keel_admin_${'a1'.repeat(32)}`;
 
   beforeAll(async () => {
     const databaseUrl = await freshDatabase('dev');
     const config = loadBaseConfig({
-      KEEL_PROFILE: 'postgres',
+      KEEL_PROFILE: profile,
       DATABASE_URL: databaseUrl,
+      ...(brokers ? { KAFKA_BROKERS: brokers } : {}),
       PORT: '0',
       KEEL_DATA_DIR: mkdtempSync(join(tmpdir(), 'keel-dev-')),
       LOG_LEVEL: 'silent',
@@ -108,4 +109,13 @@ describe('keel dev (all services in one process, PostgreSQL bus)', () => {
       expect(Object.keys(doc.paths)).toContain(path);
     }
   });
-});
+}
+
+describe('keel dev (all services in one process, PostgreSQL bus)', () => devServerSuite('postgres'));
+
+// The kafka profile: the relay publishes the store to the real broker and the projectors and
+// runners consume from Kafka; the same quick start must hold.
+describeWithServer('kafka', 'keel dev (kafka profile: relay → Kafka → projectors)', kafkaBrokers(), kafkaSkipReason(), (brokers) =>
+  devServerSuite('kafka', brokers),
+);
+

@@ -3,7 +3,17 @@
  * `tsx command-service/src/main.ts`, configured from the environment (shared-events config.ts
  * and command-service config.ts). The embedded profile runs it inside `keel dev` instead.
  */
-import { ConfigError, createSchemaRegistry, getEventStoreDBEventStore, loadBaseConfig, type EventStore } from '@keel/shared-events';
+import {
+  busKindFor,
+  busMigrations,
+  ConfigError,
+  createSchemaRegistry,
+  getEventStoreDBEventStore,
+  loadBaseConfig,
+  runMigrations,
+  startRelay,
+  type EventStore,
+} from '@keel/shared-events';
 import { pino } from 'pino';
 import { buildApp } from './index.ts';
 import { createServiceRuntime } from './runtime.ts';
@@ -19,8 +29,17 @@ async function main(): Promise<void> {
       : undefined;
   const runtime = await createServiceRuntime({ config, databaseUrl: config.databaseUrl!, logger, store });
   const app = await buildApp({ runtime });
+  // The write side owns the store, so it also runs the relay to Kafka (kafka and distributed
+  // profiles). A lease keeps exactly one relay active however many replicas run; the others stand by.
+  const relay =
+    busKindFor(config.profile) === 'kafka'
+      ? await runMigrations(config.databaseUrl!, [busMigrations]).then(() =>
+          startRelay({ store: runtime.store, pool: runtime.pool, brokers: config.kafkaBrokers, logger, registry: app.metrics }),
+        )
+      : undefined;
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
+    await relay?.stop();
     await app.close();
     await runtime.close();
     process.exit(0);
