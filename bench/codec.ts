@@ -15,6 +15,7 @@ import {
   uuidv7,
   type RecordedEvent,
 } from '@keel/shared-events';
+import { numberOption } from './support.ts';
 
 interface Figures {
   events: number;
@@ -25,10 +26,7 @@ interface Figures {
 }
 
 export default async function codecBench(args: string[]): Promise<Record<string, unknown>> {
-  const opt = (name: string, dflt: number) => {
-    const i = args.indexOf(`--${name}`);
-    return i >= 0 ? Number(args[i + 1]) : dflt;
-  };
+  const opt = (name: string, dflt: number) => numberOption(args, name, dflt);
   const ms = opt('ms', 2000);
   const payloadBytes = opt('payload-bytes', 1024);
 

@@ -14,38 +14,23 @@
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { loadavg } from 'node:os';
-import { resolve } from 'node:path';
-import pg from 'pg';
 import { commandServiceMigrations } from '@keel/command-service';
 import { createSchemaRegistry, getPostgreSQLEventStore, runMigrations, storeMigrations, uuidv7 } from '@keel/shared-events';
-import { pct, request, round, settings, startPostgres, startServer, stopServer } from './ingest.ts';
+import { pct, request, round, settings, startServer, stopServer } from './ingest.ts';
+import { embeddedBenchDatabase, loadAverages, numberOption, type Cleanup } from './support.ts';
 
 const TARGET_P99_MS = 15;
 
 export default async function commandsBench(args: string[]): Promise<Record<string, unknown>> {
-  const opt = (name: string, dflt: number) => {
-    const i = args.indexOf(`--${name}`);
-    return i >= 0 ? Number(args[i + 1]) : dflt;
-  };
+  const opt = (name: string, dflt: number) => numberOption(args, name, dflt);
   const rate = opt('rate', 200);
   const seconds = opt('seconds', 30);
   const warmup = opt('warmup-seconds', 5);
 
-  const cleanups: (() => Promise<void>)[] = [];
-  const loadStart = loadavg().map((x) => round(x));
+  const cleanups: Cleanup[] = [];
+  const loadStart = loadAverages();
   try {
-    const pgPort = Number(process.env.KEEL_BENCH_PG_PORT ?? 54342);
-    const server = await startPostgres(resolve('.keel-bench/commands/pg'), pgPort);
-    cleanups.push(() => server.stop());
-    const dbName = `bench_commands_${Date.now()}`;
-    const databaseUrl = await server.ensureDatabase(dbName);
-    cleanups.push(async () => {
-      const c = new pg.Client({ connectionString: server.adminUrl });
-      await c.connect();
-      await c.query(`drop database if exists ${dbName} with (force)`);
-      await c.end();
-    });
+    const { url: databaseUrl, port: pgPort } = await embeddedBenchDatabase('commands', cleanups, { port: 54342 });
     await runMigrations(databaseUrl, [storeMigrations, ...commandServiceMigrations]);
 
     const adminKey = `bench-admin-${randomBytes(16).toString('hex')}`;
@@ -115,7 +100,7 @@ export default async function commandsBench(args: string[]): Promise<Record<stri
         seconds,
         method: 'open loop: latency measured from each request\'s scheduled send time',
         postgresSettings: await settings(databaseUrl),
-        loadAverageAtStartAndEnd: [loadStart, loadavg().map((x) => round(x))],
+        loadAverageAtStartAndEnd: [loadStart, loadAverages()],
         note: 'a shared 2-core machine: load from other processes lowers every figure, the same-run baseline included',
       },
       registerWebhook: webhook,

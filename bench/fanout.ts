@@ -17,7 +17,6 @@
  * infra/kafka on its own ports and data dir (.keel-bench/fanout-kafka), stopped at the end.
  */
 import { randomBytes } from 'node:crypto';
-import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import type { Message } from 'kafkajs';
 import pg from 'pg';
@@ -35,7 +34,6 @@ import {
   getPostgreSQLEventStore,
   projector,
   runMigrations,
-  startEmbeddedPostgres,
   startRelay,
   storeMigrations,
   toKafkaMessage,
@@ -46,29 +44,38 @@ import {
   type NewEvent,
   type RecordedEvent,
 } from '@keel/shared-events';
+import {
+  benchDatabase,
+  loadAverage1m,
+  loadAverage1mSince,
+  numberOption,
+  percentile,
+  runCleanups,
+  type Cleanup,
+} from './support.ts';
 
 const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
 
 export default async function fanoutBench(args: string[]): Promise<Record<string, unknown>> {
-  const opt = (name: string, dflt: number) => {
-    const i = args.indexOf(`--${name}`);
-    return i >= 0 ? Number(args[i + 1]) : dflt;
-  };
+  const opt = (name: string, dflt: number) => numberOption(args, name, dflt);
   const totalEvents = opt('events', 200_000);
   const rate = opt('rate', 5_000);
   const seconds = opt('seconds', 20);
   const payloadBytes = opt('payload-bytes', 200);
   const batchSize = opt('batch', 2_000);
 
-  const cleanups: (() => Promise<void>)[] = [];
-  const loadBefore = loadavg()[0]!;
+  const cleanups: Cleanup[] = [];
+  const loadBefore = loadAverage1m();
   try {
-    const databaseUrl = await database(cleanups);
+    const { url: databaseUrl } = await benchDatabase('fanout', cleanups, {
+      dataDir: '.keel-bench/fanout',
+      port: 54331,
+    });
     const brokers = await kafka(cleanups);
     cleanups.push(async () => {
       const admin = createKafkaClient({ brokers, logger, clientId: 'bench-cleanup' }).admin();
       await admin.connect();
-      await admin.deleteTopics({ topics: benchTopics }).finally(() => admin.disconnect());
+      await admin.deleteTopics({ topics: [...new Set(benchTopics)] }).finally(() => admin.disconnect());
     });
     await runMigrations(databaseUrl, [storeMigrations, busMigrations]);
     const pool = new pg.Pool({ connectionString: databaseUrl, max: 12 });
@@ -85,7 +92,7 @@ export default async function fanoutBench(args: string[]): Promise<Record<string
     const pgLag = await endToEnd('postgres', { store, pool, brokers, rate, seconds, payloadBytes });
     return {
       // Other processes compete for the 2 cores: the 1-minute load average says how much.
-      loadAverage1m: { atStart: round(loadBefore), atEnd: round(loadavg()[0]!) },
+      loadAverage1m: loadAverage1mSince(loadBefore),
       postgres: process.env.DATABASE_URL ? 'DATABASE_URL' : 'embedded (.keel-bench/fanout)',
       kafka: process.env.KAFKA_BROKERS
         ? `KAFKA_BROKERS=${process.env.KAFKA_BROKERS}`
@@ -107,37 +114,11 @@ export default async function fanoutBench(args: string[]): Promise<Record<string
       },
     };
   } finally {
-    for (const c of cleanups.reverse()) await c().catch((e) => console.error('[cleanup]', (e as Error).message));
+    await runCleanups(cleanups);
   }
 }
 
-async function database(cleanups: (() => Promise<void>)[]): Promise<string> {
-  const name = `keel_bench_fanout_${randomBytes(4).toString('hex')}`;
-  let admin = process.env.DATABASE_URL;
-  if (!admin) {
-    const server = await startEmbeddedPostgres({
-      dataDir: resolve('.keel-bench/fanout'),
-      port: Number(process.env.KEEL_BENCH_PG_PORT ?? 54331),
-    });
-    cleanups.push(() => server.stop());
-    admin = server.adminUrl;
-  }
-  const c = new pg.Client({ connectionString: admin });
-  await c.connect();
-  await c.query(`create database ${name}`);
-  await c.end();
-  cleanups.push(async () => {
-    const d = new pg.Client({ connectionString: admin });
-    await d.connect();
-    await d.query(`drop database if exists ${name} with (force)`);
-    await d.end();
-  });
-  const u = new URL(admin);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
-async function kafka(cleanups: (() => Promise<void>)[]): Promise<string[]> {
+async function kafka(cleanups: Cleanup[]): Promise<string[]> {
   if (process.env.KAFKA_BROKERS) return process.env.KAFKA_BROKERS.split(',');
   const { startBroker } = await import('../infra/kafka/broker.mjs');
   const broker = await startBroker({
@@ -220,7 +201,6 @@ async function relayThroughput(o: {
   };
   for (const topic of Object.values(topics)) {
     await ensureTopics(client, { topic, deadLetterTopic: `${topic}.dlq` });
-    benchTopics.push(topic, `${topic}.dlq`);
     benchTopics.push(topic, `${topic}.dlq`);
   }
 
@@ -429,10 +409,10 @@ async function endToEnd(
   await bus.close();
   await stopRelay();
   lags.sort((a, b) => a - b);
-  const q = (p: number) => round(lags[Math.min(lags.length - 1, Math.floor(p * lags.length))] ?? NaN);
+  const q = (p: number) => round(percentile(lags, p) ?? NaN);
   const p50p99 = (xs: number[]) => {
     const v = [...xs].sort((a, b) => a - b);
-    const at = (p: number) => round(v[Math.min(v.length - 1, Math.floor(p * v.length))] ?? NaN);
+    const at = (p: number) => round(percentile(v, p) ?? NaN);
     return { p50Ms: at(0.5), p99Ms: at(0.99) };
   };
   return {

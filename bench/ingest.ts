@@ -16,20 +16,17 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
-import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { commandServiceMigrations } from '@keel/command-service';
-import { runMigrations, startEmbeddedPostgres, storeMigrations } from '@keel/shared-events';
+import { runMigrations, storeMigrations } from '@keel/shared-events';
+import { embeddedBenchDatabase, loadAverages, numberOption, percentile, type Cleanup } from './support.ts';
 
 const TARGET = 30_000;
 
 export default async function ingestBench(args: string[]): Promise<Record<string, unknown>> {
-  const opt = (name: string, dflt: number) => {
-    const i = args.indexOf(`--${name}`);
-    return i >= 0 ? Number(args[i + 1]) : dflt;
-  };
+  const opt = (name: string, dflt: number) => numberOption(args, name, dflt);
   const seconds = opt('seconds', 60);
   const perRequest = opt('records', 5000);
   const recordBytes = opt('record-bytes', 1024);
@@ -37,20 +34,10 @@ export default async function ingestBench(args: string[]): Promise<Record<string
   const baselineSeconds = opt('baseline-seconds', seconds);
   const warmup = opt('warmup-seconds', 5);
 
-  const cleanups: (() => Promise<void>)[] = [];
-  const loadStart = loadavg().map((x) => round(x));
+  const cleanups: Cleanup[] = [];
+  const loadStart = loadAverages();
   try {
-    const pgPort = Number(process.env.KEEL_BENCH_PG_PORT ?? 54341);
-    const server = await startPostgres(resolve('.keel-bench/ingest/pg'), pgPort);
-    cleanups.push(() => server.stop());
-    const dbName = `bench_ingest_${Date.now()}`;
-    const databaseUrl = await server.ensureDatabase(dbName);
-    cleanups.push(async () => {
-      const c = new pg.Client({ connectionString: server.adminUrl });
-      await c.connect();
-      await c.query(`drop database if exists ${dbName} with (force)`);
-      await c.end();
-    });
+    const { url: databaseUrl, port: pgPort } = await embeddedBenchDatabase('ingest', cleanups, { port: 54341 });
     await runMigrations(databaseUrl, [storeMigrations, ...commandServiceMigrations]);
 
     const adminKey = `bench-admin-${randomBytes(16).toString('hex')}`;
@@ -123,7 +110,7 @@ export default async function ingestBench(args: string[]): Promise<Record<string
         concurrency,
         seconds,
         postgresSettings: pgSettings,
-        loadAverageAtStartAndEnd: [loadStart, loadavg().map((x) => round(x))],
+        loadAverageAtStartAndEnd: [loadStart, loadAverages()],
         note: 'a shared 2-core machine: load from other processes lowers every figure, the same-run baseline included',
       },
       http: {
@@ -204,21 +191,6 @@ async function rawBaseline(o: { databaseUrl: string; perRequest: number; concurr
 }
 
 // ------------------------------------------------------------------------------------ plumbing
-
-/**
- * The benchmark's own embedded PostgreSQL. Its port lies in the kernel's ephemeral range, so on a
- * busy machine an outgoing connection may hold it for a moment: try again rather than fail.
- */
-export async function startPostgres(dataDir: string, port: number) {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startEmbeddedPostgres({ dataDir, port });
-    } catch (e) {
-      if (attempt >= 5) throw e ?? new Error(`the embedded PostgreSQL in ${dataDir} did not start on port ${port}`);
-      await sleep(1000 * attempt);
-    }
-  }
-}
 
 /** command-service/src/main.ts as its own process (postgres profile); resolves once /ready answers 200. */
 export async function startServer(o: {
@@ -351,8 +323,7 @@ export async function settings(url: string): Promise<Record<string, string>> {
 
 export function pct(xs: number[], p: number): number {
   if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
+  return percentile([...xs].sort((a, b) => a - b), p)!;
 }
 
 export function round(x: number): number {

@@ -37,7 +37,6 @@ import {
   hashSecret,
   newApiKey,
   runMigrations,
-  startEmbeddedPostgres,
   storeMigrations,
   streamName,
   uuidv7,
@@ -52,26 +51,31 @@ import {
   projectionServiceMigrations,
   rebuildProjection,
 } from '@keel/projection-service';
+import { benchDatabase, numberOption, runCleanups, type Cleanup } from './support.ts';
 
 const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
 
 export default async function readBench(args: string[]): Promise<Record<string, unknown>> {
   const opt = (name: string, dflt: number) => {
-    const i = args.indexOf(`--${name}`);
     const positional = args.find((a) => /^\d+$/.test(a));
-    if (name === 'events' && i < 0 && positional) return Number(positional);
-    return i >= 0 ? Number(args[i + 1]) : dflt;
+    if (name === 'events' && !args.includes(`--${name}`) && positional) return Number(positional);
+    return numberOption(args, name, dflt);
   };
   const bigEvents = opt('events', 1_000_000);
   const payloadBytes = opt('payload-bytes', 400);
   const queriesPerKind = opt('queries', 200);
   const batch = opt('batch', 5000);
   const keep = args.includes('--keep');
-  const cleanups: (() => Promise<void>)[] = [];
+  const cleanups: Cleanup[] = [];
   const t0 = Date.now();
   const progress = (line: string) => process.stderr.write(`[read] ${line}\n`);
   try {
-    const databaseUrl = await database(cleanups, keep);
+    const { url: databaseUrl } = await benchDatabase('read', cleanups, {
+      dataDir: '.keel-bench/read',
+      port: 54332,
+      settings: { max_wal_size: '8GB', checkpoint_timeout: '30min' },
+      keep,
+    });
     await runMigrations(databaseUrl, [storeMigrations, busMigrations, authMigrations, ...projectionServiceMigrations]);
     const pool = new pg.Pool({ connectionString: databaseUrl, max: 12 });
     cleanups.push(() => pool.end());
@@ -209,42 +213,13 @@ export default async function readBench(args: string[]): Promise<Record<string, 
       totalSeconds: round((Date.now() - t0) / 1000),
     };
   } finally {
-    for (const c of cleanups.reverse()) await c().catch((e) => console.error('[cleanup]', (e as Error).message));
+    await runCleanups(cleanups);
   }
 }
 
 const round = (n: number) => Math.round(n * 100) / 100;
 const rate = (n: number, since: number) =>
   Math.round((n * 1000) / Math.max(1, Date.now() - since)).toLocaleString('en-US');
-
-async function database(cleanups: (() => Promise<void>)[], keep: boolean): Promise<string> {
-  const name = `keel_bench_read_${randomBytes(4).toString('hex')}`;
-  let admin = process.env.DATABASE_URL;
-  if (!admin) {
-    const server = await startEmbeddedPostgres({
-      dataDir: resolve('.keel-bench/read'),
-      port: Number(process.env.KEEL_BENCH_PG_PORT ?? 54332),
-      settings: { max_wal_size: '8GB', checkpoint_timeout: '30min' },
-    });
-    cleanups.push(() => server.stop());
-    admin = server.adminUrl;
-  }
-  const c = new pg.Client({ connectionString: admin });
-  await c.connect();
-  await c.query(`create database ${name}`);
-  await c.end();
-  if (!keep) {
-    cleanups.push(async () => {
-      const d = new pg.Client({ connectionString: admin });
-      await d.connect();
-      await d.query(`drop database if exists ${name} with (force)`);
-      await d.end();
-    });
-  }
-  const u = new URL(admin);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
 
 async function issueAuditorKey(runtime: KeelRuntime, tenantId: string): Promise<string> {
   const actor = { kind: 'system' as const, id: 'bench' };

@@ -19,7 +19,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
 import pg from 'pg';
 import { pino } from 'pino';
 import { Agent, request } from 'undici';
@@ -34,7 +33,6 @@ import {
   loadBaseConfig,
   masterKeyId,
   runMigrations,
-  startEmbeddedPostgres,
   storeMigrations,
   uuidv7,
   type EventStore,
@@ -48,6 +46,7 @@ import {
   signatureHeader,
   startRunners,
 } from '@keel/connector-runners';
+import { benchDatabase, numberOption, percentile, runCleanups, type Cleanup } from './support.ts';
 
 const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
 
@@ -112,19 +111,19 @@ async function startEndpoint(): Promise<Endpoint> {
 }
 
 export default async function runnersBench(args: string[]): Promise<Record<string, unknown>> {
-  const opt = (name: string, dflt: number) => {
-    const i = args.indexOf(`--${name}`);
-    return i >= 0 ? Number(args[i + 1]) : dflt;
-  };
+  const opt = (name: string, dflt: number) => numberOption(args, name, dflt);
   const events = opt('events', 30_000);
   const rate = opt('rate', 2_000);
   const seconds = opt('seconds', 10);
   const payloadBytes = opt('payload-bytes', 300);
   const concurrency = opt('concurrency', 64);
 
-  const cleanups: (() => Promise<void>)[] = [];
+  const cleanups: Cleanup[] = [];
   try {
-    const databaseUrl = await database(cleanups);
+    const { url: databaseUrl } = await benchDatabase('runners', cleanups, {
+      dataDir: '.keel-bench/runners',
+      port: 54341,
+    });
     await runMigrations(databaseUrl, [storeMigrations, busMigrations, authMigrations, ...connectorRunnerMigrations]);
     const pool = new pg.Pool({ connectionString: databaseUrl, max: 20 });
     pool.on('error', () => undefined);
@@ -260,7 +259,7 @@ export default async function runnersBench(args: string[]): Promise<Record<strin
     await bus.close();
     const warm = lat.slice(Math.min(lat.length, Math.round(rate)));
     const sorted = [...warm].sort((a, b) => a - b);
-    const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+    const pct = (p: number) => percentile(sorted, p / 100) ?? 0;
 
     const deferred = Object.fromEntries(
       ((await runnerMetrics().deferred.get()).values ?? []).map((v) => [String(v.labels.reason), v.value]),
@@ -300,7 +299,7 @@ export default async function runnersBench(args: string[]): Promise<Record<strin
       targets: { deliveriesPerSec: { target: 5_000, measured: recorded, met: recorded >= 5_000 } },
     };
   } finally {
-    for (const c of cleanups.reverse()) await c().catch((e) => console.error('[cleanup]', (e as Error).message));
+    await runCleanups(cleanups);
   }
 }
 
@@ -369,32 +368,6 @@ async function paceAppends(
     } else await sleep(Math.max(1, tickMs / 2));
   }
   return { appended, achievedRate: round((appended / (performance.now() - t0)) * 1000) };
-}
-
-async function database(cleanups: (() => Promise<void>)[]): Promise<string> {
-  const name = `keel_bench_runners_${randomBytes(4).toString('hex')}`;
-  let admin = process.env.DATABASE_URL;
-  if (!admin) {
-    const server = await startEmbeddedPostgres({
-      dataDir: resolve('.keel-bench/runners'),
-      port: Number(process.env.KEEL_BENCH_PG_PORT ?? 54341),
-    });
-    cleanups.push(() => server.stop());
-    admin = server.adminUrl;
-  }
-  const c = new pg.Client({ connectionString: admin });
-  await c.connect();
-  await c.query(`create database ${name}`);
-  await c.end();
-  cleanups.push(async () => {
-    const d = new pg.Client({ connectionString: admin });
-    await d.connect();
-    await d.query(`drop database if exists ${name} with (force)`);
-    await d.end();
-  });
-  const u = new URL(admin);
-  u.pathname = `/${name}`;
-  return u.toString();
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

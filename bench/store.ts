@@ -24,28 +24,31 @@
  * server in .keel-bench/pg on port KEEL_BENCH_PG_PORT (54340), stopped at the end.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { loadavg } from 'node:os';
-import { resolve } from 'node:path';
 import pg from 'pg';
 import {
   canonicalHash,
   createSchemaRegistry,
   getPostgreSQLEventStore,
   runMigrations,
-  startEmbeddedPostgres,
   storeMigrations,
   streamName,
   type EventStore,
   type NewEvent,
   type StreamAppend,
 } from '@keel/shared-events';
-
-type Cleanup = () => Promise<void>;
+import {
+  benchDatabase,
+  loadAverage1m,
+  loadAverage1mSince,
+  numberOption,
+  percentile,
+  runCleanups,
+  type Cleanup,
+} from './support.ts';
 
 export default async function storeBench(args: string[]): Promise<Record<string, unknown>> {
   const opt = (name: string, dflt: number) => {
-    const i = args.indexOf(`--${name}`);
-    const v = i >= 0 ? Number(args[i + 1]) : dflt;
+    const v = numberOption(args, name, dflt);
     if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`);
     return v;
   };
@@ -60,9 +63,9 @@ export default async function storeBench(args: string[]): Promise<Record<string,
   const calls = Math.ceil(totalEvents / batchSize);
 
   const cleanups: Cleanup[] = [];
-  const loadAtStart = loadavg()[0]!;
+  const loadAtStart = loadAverage1m();
   try {
-    const { url, server } = await database(cleanups);
+    const { url, server } = await benchDatabase('store', cleanups, { dataDir: '.keel-bench/pg', port: 54340 });
     await runMigrations(url, [storeMigrations]);
     const admin = new pg.Pool({ connectionString: url, max: concurrency + 2, options: '-c jit=off' });
     admin.on('error', () => undefined);
@@ -226,7 +229,7 @@ export default async function storeBench(args: string[]): Promise<Record<string,
     const ratio = (a: number, b: number) => Math.round((a / b) * 1000) / 1000;
     return {
       postgres: { server, version: info.rows[0]!.version, synchronousCommit: info.rows[0]!.sc, sharedBuffers: info.rows[0]!.sb },
-      machineLoad1m: { atStart: Math.round(loadAtStart * 100) / 100, atEnd: Math.round(loadavg()[0]! * 100) / 100 },
+      machineLoad1m: loadAverage1mSince(loadAtStart),
       workload: { events: totalEvents, batchSize, streams, payloadBytes, concurrency, schemaValidated: true },
       singleAppend: {
         appendsPerSec: { inFlight1: loops.ours1.perSec(), inFlight8: loops.ours8.perSec() },
@@ -252,7 +255,7 @@ export default async function storeBench(args: string[]): Promise<Record<string,
       },
     };
   } finally {
-    for (const c of cleanups.reverse()) await c().catch((e) => console.error('[cleanup]', (e as Error).message));
+    await runCleanups(cleanups);
   }
 }
 
@@ -260,32 +263,6 @@ export default async function storeBench(args: string[]): Promise<Record<string,
 
 function log(msg: string): void {
   console.error(`[bench store] ${msg}`);
-}
-
-async function database(cleanups: Cleanup[]): Promise<{ url: string; server: string }> {
-  let admin = process.env.DATABASE_URL;
-  let server = 'DATABASE_URL';
-  if (!admin) {
-    const port = Number(process.env.KEEL_BENCH_PG_PORT ?? 54340);
-    const pgServer = await startEmbeddedPostgres({ dataDir: resolve('.keel-bench/pg'), port });
-    cleanups.push(() => pgServer.stop());
-    admin = pgServer.adminUrl;
-    server = `embedded (.keel-bench/pg, port ${port})`;
-  }
-  const name = `keel_bench_store_${randomBytes(4).toString('hex')}`;
-  const c = new pg.Client({ connectionString: admin });
-  await c.connect();
-  await c.query(`create database ${name}`);
-  await c.end();
-  cleanups.push(async () => {
-    const d = new pg.Client({ connectionString: admin });
-    await d.connect();
-    await d.query(`drop database if exists ${name} with (force)`);
-    await d.end();
-  });
-  const u = new URL(admin);
-  u.pathname = `/${name}`;
-  return { url: u.toString(), server };
 }
 
 /**
@@ -353,10 +330,10 @@ class Sampler {
   perSec(): number {
     return Math.round(this.latencies.length / this.seconds);
   }
-  p(percentile: number): number {
+  p(p: number): number {
     const sorted = [...this.latencies].sort((a, b) => a - b);
     if (sorted.length === 0) return 0;
-    const v = sorted[Math.min(sorted.length - 1, Math.floor((percentile / 100) * sorted.length))]!;
+    const v = percentile(sorted, p / 100)!;
     return Math.round(v * 100) / 100;
   }
 }
