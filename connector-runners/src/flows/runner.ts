@@ -16,6 +16,7 @@ import {
   TENANT_EVENTS,
 } from '../state/apply.ts';
 import { startWorkLoop, type WorkLoop } from '../work-loop.ts';
+import { claimDue, handBack, pruneFinished, settleRunning, track, type WorkTable } from '../work-queue.ts';
 import { parseFlowDefinition, triggerMatches, type FlowDefinition } from './definition.ts';
 import { liveDestinations } from './destinations.ts';
 import { createFlowLookup } from './lookup.ts';
@@ -91,6 +92,7 @@ interface RunRow {
 }
 
 const RETURNING = `run_id, tenant_id, flow_id, flow_version, trigger_event_id, correlation_id, trigger, started, step_index, attempt, outputs, lease_token, started_at`;
+const RUNS: WorkTable = { table: 'keel_runner_flow_runs', id: 'run_id', alias: 'r', returning: RETURNING };
 
 export interface FlowRunner {
   intake(batch: BusBatch): Promise<BatchAck | void>;
@@ -229,22 +231,6 @@ export function createFlowRunner(
   }
 
   // ---------------------------------------------------------------------------------- dispatch
-  async function claim(limit: number): Promise<RunRow[]> {
-    const { rows } = await pool.query<RunRow>(
-      `with due as (
-         select run_id from keel_runner_flow_runs
-          where state in ('pending', 'in_flight') and due_at <= now()
-          order by due_at limit $1 for update skip locked)
-       update keel_runner_flow_runs r set state = 'in_flight', lease_token = $2, due_at = now() + $3::interval, updated_at = now()
-         from due where r.run_id = due.run_id
-       returning ${RETURNING.split(', ')
-         .map((c) => `r.${c}`)
-         .join(', ')}`,
-      [limit, randomUUID(), leaseInterval],
-    );
-    return rows;
-  }
-
   function dispatch(rows: RunRow[]): void {
     for (const row of rows) {
       if (held.has(row.run_id)) {
@@ -252,18 +238,17 @@ export function createFlowRunner(
         continue;
       }
       held.set(row.run_id, row.lease_token);
-      const p = execute(row)
-        .catch((err: Error) =>
+      track(
+        held,
+        running,
+        row.run_id,
+        execute(row).catch((err: Error) =>
           log.error(
             { tenantId: row.tenant_id, correlationId: row.correlation_id, runId: row.run_id, err: err.message },
             'run interrupted; it resumes when its lease ends',
           ),
-        )
-        .finally(() => {
-          held.delete(row.run_id);
-          running.delete(p);
-        });
-      running.add(p);
+        ),
+      );
     }
   }
 
@@ -527,16 +512,12 @@ export function createFlowRunner(
     if (Date.now() - lastPrune > 60_000) {
       lastPrune = Date.now();
       // Finished runs live on as events; their rows only dedupe late bus redeliveries.
-      await pool.query(
-        `delete from keel_runner_flow_runs where run_id in (
-           select run_id from keel_runner_flow_runs where state in ('completed', 'failed', 'dead') and updated_at < now() - $1::interval limit 10000)`,
-        [`${config.retentionHours} hours`],
-      );
+      await pruneFinished(pool, RUNS, `state in ('completed', 'failed', 'dead')`, config.retentionHours);
     }
     const room = config.maxInFlight - held.size;
     if (room <= 0) return false;
     const limit = Math.min(room, 200);
-    const rows = await claim(limit);
+    const rows = await claimDue<RunRow>(pool, RUNS, limit, leaseInterval);
     dispatch(rows);
     return rows.length === limit;
   }
@@ -550,19 +531,10 @@ export function createFlowRunner(
     async stop() {
       stopping = true;
       await loop?.stop();
-      const grace = new Promise((r) => setTimeout(r, config.shutdownGraceMs).unref());
-      await Promise.race([Promise.all([...running]), grace]);
+      await settleRunning(running, config.shutdownGraceMs);
       if (held.size) {
         discard = true;
-        const ids = [...held.keys()];
-        const tokensHeld = ids.map((id) => held.get(id)!);
-        held.clear();
-        const r = await pool.query(
-          `update keel_runner_flow_runs f set state = 'pending', due_at = now(), lease_token = null, updated_at = now()
-             from unnest($1::uuid[], $2::uuid[]) as x(id, token) where f.run_id = x.id and f.lease_token = x.token and f.state = 'in_flight'`,
-          [ids, tokensHeld],
-        );
-        log.info({ handedBack: r.rowCount }, 'runs still in flight handed back');
+        log.info({ handedBack: await handBack(pool, RUNS, held) }, 'runs still in flight handed back');
       }
       if (!options.sinkPools) await sinkPools.close();
     },

@@ -15,6 +15,7 @@ import { decideRetry, parseRetryAfter } from '../retry/backoff.ts';
 import { guardedCall, type RunnerServices } from '../services.ts';
 import { applyEndpointEvent, applyTenantEvent, ENDPOINT_EVENTS, TENANT_EVENTS } from '../state/apply.ts';
 import { groupCommitter, startWorkLoop, type WorkLoop } from '../work-loop.ts';
+import { claimDue, handBack, pruneFinished, settleRunning, track, type WorkTable } from '../work-queue.ts';
 import { signatureHeader } from './signature.ts';
 
 /**
@@ -116,6 +117,7 @@ interface Outcome {
 }
 
 const RETURNING = `delivery_id, tenant_id, webhook_id, event_id, event_type, event_recorded_at, correlation_id, body, attempt, attempts_base, lease_token, created_at`;
+const DELIVERIES: WorkTable = { table: 'keel_runner_deliveries', id: 'delivery_id', alias: 'd', returning: RETURNING };
 
 export interface WebhookRunner {
   /** The bus handler for the `runner-webhooks` group. */
@@ -288,23 +290,6 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
   }
 
   // ---------------------------------------------------------------------------------- dispatch
-  async function claim(limit: number): Promise<DeliveryRow[]> {
-    const token = randomUUID();
-    const { rows } = await pool.query<DeliveryRow>(
-      `with due as (
-         select delivery_id from keel_runner_deliveries
-          where state in ('pending', 'in_flight') and due_at <= now()
-          order by due_at limit $1 for update skip locked)
-       update keel_runner_deliveries d set state = 'in_flight', lease_token = $2, due_at = now() + $3::interval, updated_at = now()
-         from due where d.delivery_id = due.delivery_id
-       returning ${RETURNING.split(', ')
-         .map((c) => `d.${c}`)
-         .join(', ')}`,
-      [limit, token, leaseInterval],
-    );
-    return rows;
-  }
-
   async function dispatch(rows: DeliveryRow[]): Promise<void> {
     const todo = rows.filter((r) => {
       const mine = held.get(r.delivery_id);
@@ -329,24 +314,24 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
       return;
     }
     for (const row of todo) {
-      const p = deliver(row, endpoints.get(`${row.tenant_id}\u0000${row.webhook_id}`))
-        .then((o) => (discard ? undefined : committer.push(o)))
-        .catch((err: Error) =>
-          log.error(
-            {
-              tenantId: row.tenant_id,
-              correlationId: row.correlation_id,
-              deliveryId: row.delivery_id,
-              err: err.message,
-            },
-            'delivery outcome not recorded; it is retried when its lease ends',
+      track(
+        held,
+        running,
+        row.delivery_id,
+        deliver(row, endpoints.get(`${row.tenant_id}\u0000${row.webhook_id}`))
+          .then((o) => (discard ? undefined : committer.push(o)))
+          .catch((err: Error) =>
+            log.error(
+              {
+                tenantId: row.tenant_id,
+                correlationId: row.correlation_id,
+                deliveryId: row.delivery_id,
+                err: err.message,
+              },
+              'delivery outcome not recorded; it is retried when its lease ends',
+            ),
           ),
-        )
-        .finally(() => {
-          held.delete(row.delivery_id);
-          running.delete(p);
-        });
-      running.add(p);
+      );
     }
   }
 
@@ -557,16 +542,12 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
     if (stopping) return false;
     if (Date.now() - lastPrune > 60_000) {
       lastPrune = Date.now();
-      await pool.query(
-        `delete from keel_runner_deliveries where delivery_id in (
-           select delivery_id from keel_runner_deliveries where state = 'succeeded' and updated_at < now() - $1::interval limit 10000)`,
-        [`${config.retentionHours} hours`],
-      );
+      await pruneFinished(pool, DELIVERIES, `state = 'succeeded'`, config.retentionHours);
     }
     const room = config.maxInFlight - held.size;
     if (room <= 0) return false;
     const limit = Math.min(room, 500);
-    const rows = await claim(limit);
+    const rows = await claimDue<DeliveryRow>(pool, DELIVERIES, limit, leaseInterval);
     if (rows.length) await dispatch(rows);
     return rows.length === limit;
   }
@@ -580,20 +561,11 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
     async stop() {
       stopping = true;
       await loop?.stop();
-      const grace = new Promise((r) => setTimeout(r, config.shutdownGraceMs).unref());
-      await Promise.race([Promise.all([...running]), grace]);
+      await settleRunning(running, config.shutdownGraceMs);
       if (held.size) {
         // Hand back what is still in flight: due at once, for whichever runner comes next.
         discard = true;
-        const ids = [...held.keys()];
-        const tokens = ids.map((id) => held.get(id)!);
-        held.clear();
-        const r = await pool.query(
-          `update keel_runner_deliveries d set state = 'pending', due_at = now(), lease_token = null, updated_at = now()
-             from unnest($1::uuid[], $2::uuid[]) as x(id, token) where d.delivery_id = x.id and d.lease_token = x.token and d.state = 'in_flight'`,
-          [ids, tokens],
-        );
-        log.info({ handedBack: r.rowCount }, 'deliveries still in flight handed back');
+        log.info({ handedBack: await handBack(pool, DELIVERIES, held) }, 'deliveries still in flight handed back');
       }
       await committer.drain();
     },
