@@ -246,18 +246,16 @@ export async function projectionRoutes(app: FastifyInstance, ctx: RoutesContext)
       handler,
     );
 
-  dashboard(
-    '',
-    'Overview: flow runs by status, connector health, deliveries, event counts',
-    S.minPositionQuery,
-    S.overview,
-    async (req) => {
+  // Routes whose only parameter is minPosition: wait for the dashboard, then load the tenant's view.
+  const simpleDashboard = (path: string, summary: string, reply: object, load: (db: typeof pool, tenantId: string) => Promise<unknown>) =>
+    dashboard(path, summary, S.minPositionQuery, reply, async (req) => {
       const q = req.query as Query;
       rejectUnknown(q, ['minPosition']);
       await waitFor('dashboard', req, S.parseMinPosition(q).minPosition);
-      return queryOverview(pool, tenantOf(req));
-    },
-  );
+      return load(pool, tenantOf(req));
+    });
+
+  simpleDashboard('', 'Overview: flow runs by status, connector health, deliveries, event counts', S.overview, queryOverview);
   dashboard(
     '/flow-runs',
     'Flow runs, newest first: status, durations, step counts, last error',
@@ -269,30 +267,8 @@ export async function projectionRoutes(app: FastifyInstance, ctx: RoutesContext)
       return queryFlowRuns(pool, tenantOf(req), q);
     },
   );
-  dashboard(
-    '/connectors',
-    'Connector health: successes, failures, last error, circuit state',
-    S.minPositionQuery,
-    S.connectors,
-    async (req) => {
-      const q = req.query as Query;
-      rejectUnknown(q, ['minPosition']);
-      await waitFor('dashboard', req, S.parseMinPosition(q).minPosition);
-      return queryConnectors(pool, tenantOf(req));
-    },
-  );
-  dashboard(
-    '/webhooks',
-    'Webhook endpoints with deliveries pending, succeeded, failed, dead-lettered',
-    S.minPositionQuery,
-    S.webhooks,
-    async (req) => {
-      const q = req.query as Query;
-      rejectUnknown(q, ['minPosition']);
-      await waitFor('dashboard', req, S.parseMinPosition(q).minPosition);
-      return queryWebhooks(pool, tenantOf(req));
-    },
-  );
+  simpleDashboard('/connectors', 'Connector health: successes, failures, last error, circuit state', S.connectors, queryConnectors);
+  simpleDashboard('/webhooks', 'Webhook endpoints with deliveries pending, succeeded, failed, dead-lettered', S.webhooks, queryWebhooks);
   dashboard(
     '/webhooks/deliveries',
     'Webhook deliveries, newest first',
