@@ -21,6 +21,13 @@ export interface NewEvent<Type extends string = string, Data extends EventData =
   schemaVersion?: number;
   tenantId: string;
   data: Data;
+  /**
+   * The JSON text of `data`, for a caller that has it already (batch ingest builds it around the
+   * payload text it made for the content hash). It must parse to a value deep-equal to `data`:
+   * the PostgreSQL store writes it as is instead of serializing `data` again; `data` is still
+   * what is validated against the schema.
+   */
+  dataJson?: string;
   actor: Actor;
   /** Business time; defaults to now. */
   occurredAt?: Date;

@@ -336,6 +336,8 @@ describe('PostgreSQL event store', () => {
         [() => store.appendToStream(recordStream(t, 'x'), [recordIngested(t, 'x', {})], { expectedRevision: -1 as never }), 'expectedRevision'],
         [() => store.appendToStream(recordStream(t, 'x'), [{ ...recordIngested(t, 'x', {}), actor: { kind: 'robot', id: 'r' } as never }]), 'actor.kind'],
         [() => store.appendToStream(recordStream(t, 'x'), [{ ...recordIngested(t, 'x', {}), occurredAt: new Date('nope') }]), 'occurredAt'],
+        [() => store.appendToStream(recordStream(t, 'x'), [{ ...recordIngested(t, 'x', {}), dataJson: 42 as never }]), 'dataJson'],
+        [() => store.appendToStream(recordStream(t, 'x'), [{ ...recordIngested(t, 'x', {}), dataJson: '[1]' }]), 'dataJson'],
         [
           () =>
             store.appendBatch([
@@ -364,6 +366,17 @@ describe('PostgreSQL event store', () => {
       expect(r.streams.map((x) => x.nextExpectedRevision)).toEqual([1, 0, 2]);
       const events = await store.readStream(s);
       expect(events.map((e) => (e.data as { payload: { n: number } }).payload.n)).toEqual([0, 1, 2]);
+    });
+
+    it('stores a given dataJson as the data text (what batch ingest hands over)', async () => {
+      const t = randomUUID();
+      const e = recordIngested(t, 'pre', { b: 1, a: 2 });
+      const dataJson = JSON.stringify({ ...e.data, payload: { a: 2, b: 1 } });
+      await store.appendToStream(recordStream(t, 'pre'), [{ ...e, dataJson }]);
+      const raw = await admin.query<{ data: string }>('select data from keel_events where stream_id = $1', [recordStream(t, 'pre')]);
+      expect(raw.rows.map((r) => r.data)).toEqual([dataJson]);
+      const [read] = await store.readStream(recordStream(t, 'pre'));
+      expect(Object.keys((read!.data as { payload: object }).payload)).toEqual(['a', 'b']);
     });
   });
 

@@ -11,7 +11,6 @@ const pool = Buffer.alloc(POOL);
 let offset = POOL;
 let lastMs = 0;
 let seq = 0;
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 function random(n: number): number {
   if (offset + n > POOL) {
@@ -23,6 +22,20 @@ function random(n: number): number {
   return at;
 }
 
+/** The id's 36 characters are written here, then read out as one flat string. */
+const out = Buffer.alloc(36, 0x2d); // '-' at 8, 13, 18, 23 stays
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+
+function putByte(at: number, b: number): void {
+  out[at] = HEX_DIGITS[(b >>> 4) & 0x0f]!;
+  out[at + 1] = HEX_DIGITS[b & 0x0f]!;
+}
+
+/**
+ * Written byte by byte into a buffer and read out once: a string built from 20 concatenated
+ * pieces is a rope, which the store's UUID check and binary encoder then flatten again (that
+ * showed up at ~4 % of the ingest CPU profile).
+ */
 export function fastUuidv7(now: number = Date.now()): string {
   if (now > lastMs) {
     lastMs = now;
@@ -34,27 +47,16 @@ export function fastUuidv7(now: number = Date.now()): string {
   }
   const ms = lastMs;
   const r = random(8);
-  const h = (b: number) => HEX[b & 0xff]!;
-  return (
-    h(Math.floor(ms / 2 ** 40)) +
-    h(Math.floor(ms / 2 ** 32)) +
-    h(ms >>> 24) +
-    h(ms >>> 16) +
-    '-' +
-    h(ms >>> 8) +
-    h(ms) +
-    '-' +
-    h(0x70 | ((seq >>> 8) & 0x0f)) +
-    h(seq) +
-    '-' +
-    h(0x80 | (pool[r]! & 0x3f)) +
-    h(pool[r + 1]!) +
-    '-' +
-    h(pool[r + 2]!) +
-    h(pool[r + 3]!) +
-    h(pool[r + 4]!) +
-    h(pool[r + 5]!) +
-    h(pool[r + 6]!) +
-    h(pool[r + 7]!)
-  );
+  putByte(0, Math.floor(ms / 2 ** 40));
+  putByte(2, Math.floor(ms / 2 ** 32));
+  putByte(4, ms >>> 24);
+  putByte(6, ms >>> 16);
+  putByte(9, ms >>> 8);
+  putByte(11, ms);
+  putByte(14, 0x70 | ((seq >>> 8) & 0x0f));
+  putByte(16, seq);
+  putByte(19, 0x80 | (pool[r]! & 0x3f));
+  putByte(21, pool[r + 1]!);
+  for (let k = 0; k < 6; k++) putByte(24 + 2 * k, pool[r + 2 + k]!);
+  return out.toString('latin1', 0, 36);
 }

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import { canonicalHash, streamName, type Actor, type Json, type NewEvent, type RecordIngestedData } from '@keel/shared-events';
+import { hash } from 'node:crypto';
+import { canonicalJson, streamName, type Actor, type Json, type NewEvent, type RecordIngestedData } from '@keel/shared-events';
 
 /**
  * One ingested record: `{source, entityType, externalId, occurredAt?, payload}`. Validation is
@@ -14,9 +14,10 @@ export interface IngestRecord {
   entityType: string;
   externalId: string;
   occurredAt?: Date;
+  /** The payload with every object's keys in canonical (sorted) order where that was possible. */
   payload: { [key: string]: Json };
-  /** canonicalJson(payload), when validation could make it cheaply. */
-  canonicalPayload?: string;
+  /** canonicalJson(payload): what contentHash is computed over, and the payload text stored. */
+  payloadJson: string;
 }
 
 export type RecordRejectionCode = 'INVALID_JSON' | 'NOT_AN_OBJECT' | 'UNKNOWN_FIELD' | 'MISSING_FIELD' | 'INVALID_FIELD' | 'TOO_LARGE';
@@ -43,44 +44,63 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 /**
- * PostgreSQL's jsonb refuses \u0000 and lone surrogates; one such record would fail its whole
- * batch, so it is refused here, alone. Also bounds the nesting depth, and collects the payload's
- * property names on the way (see canonicalPayloadJson).
+ * One walk over a parsed payload does three things, because it runs for every ingested record:
+ * - refuses \u0000 and lone surrogates (PostgreSQL's jsonb refuses them, and one such record
+ *   would fail its whole batch) and bounds the nesting depth: sets `walk.problem`;
+ * - returns the payload with every object's keys in sorted order (objects already sorted are
+ *   kept, others copied), so that plain `JSON.stringify`, V8's fast path, writes canonicalJson's
+ *   text: 3x faster than canonicalJson itself and 1.3x faster than a sorted property list as
+ *   replacer (measured on 1 KB records);
+ * - notices keys for which that does not hold (`walk.slow`): integer-like keys, which objects
+ *   enumerate first in numeric order whatever the insertion order, and "__proto__", an own
+ *   property after JSON.parse that an assignment would turn into a prototype. From then on it
+ *   copies nothing and the caller falls back to canonicalJson.
+ * Equality with canonicalJson is property-tested in test/unit/records.test.ts.
  */
-function payloadProblem(v: unknown, depth: number, keys: Set<string>): string | undefined {
-  if (typeof v === 'string') return stringProblem(v);
-  if (v === null || typeof v !== 'object') return undefined;
-  if (depth > MAX_PAYLOAD_DEPTH) return `is nested deeper than ${MAX_PAYLOAD_DEPTH} levels`;
+const walk = { problem: undefined as string | undefined, slow: false };
+
+function canonicalize(v: unknown, depth: number): unknown {
+  if (typeof v === 'string') {
+    if (walk.problem === undefined) walk.problem = stringProblem(v);
+    return v;
+  }
+  if (v === null || typeof v !== 'object') return v;
+  if (depth > MAX_PAYLOAD_DEPTH) {
+    walk.problem = `is nested deeper than ${MAX_PAYLOAD_DEPTH} levels`;
+    return v;
+  }
   if (Array.isArray(v)) {
-    for (const x of v) {
-      const p = payloadProblem(x, depth + 1, keys);
-      if (p) return p;
+    for (let i = 0; i < v.length; i++) {
+      const x: unknown = v[i];
+      const c = canonicalize(x, depth + 1);
+      if (walk.problem !== undefined) return v;
+      if (c !== x) v[i] = c;
     }
-    return undefined;
+    return v;
   }
-  for (const k in v as Record<string, unknown>) {
-    keys.add(k);
-    const p = stringProblem(k) ?? payloadProblem((v as Record<string, unknown>)[k], depth + 1, keys);
-    if (p) return p;
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o);
+  let sorted = true;
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    const p = stringProblem(k);
+    if (p !== undefined) {
+      walk.problem = p;
+      return v;
+    }
+    const first = k.charCodeAt(0);
+    if ((first >= 48 && first <= 57) || k === '__proto__') walk.slow = true;
+    else if (i > 0 && keys[i - 1]! > k) sorted = false;
+    const x = o[k];
+    const c = canonicalize(x, depth + 1);
+    if (walk.problem !== undefined) return v;
+    if (c !== x && !walk.slow) o[k] = c;
   }
-  return undefined;
-}
-
-/** Beyond this many distinct property names the property-list trick costs more than it saves. */
-const MAX_CANONICAL_KEYS = 256;
-
-/**
- * canonicalJson (shared-events) of a value that came out of JSON.parse, at native speed:
- * `JSON.stringify` with an array replacer writes every object's properties in the order of that
- * array, so the sorted list of all property names gives sorted keys at every level. For parsed
- * JSON (no toJSON functions, no undefined, no cycles, finite numbers) this is exactly
- * canonicalJson's text, 3-4x faster (equality is property-tested in test/unit/records.test.ts).
- */
-export function canonicalPayloadJson(payload: unknown, keys: ReadonlySet<string>): string | undefined {
-  // The list is looked up on every object, inherited properties included: "__proto__" would
-  // find Object.prototype on objects that lack it (functions such as "toString" are skipped).
-  if (keys.size > MAX_CANONICAL_KEYS || keys.has('__proto__')) return undefined;
-  return JSON.stringify(payload, [...keys].sort());
+  if (sorted || walk.slow) return v;
+  keys.sort();
+  const copy: Record<string, unknown> = {};
+  for (const k of keys) copy[k] = o[k];
+  return copy;
 }
 
 function stringProblem(s: string): string | undefined {
@@ -113,17 +133,17 @@ export function validateRecord(value: unknown): RecordResult {
   }
   if (value.payload === undefined) return reject('MISSING_FIELD', 'payload is required');
   if (!isPlainObject(value.payload)) return reject('INVALID_FIELD', 'payload must be a JSON object');
-  const keys = new Set<string>();
-  const problem = payloadProblem(value.payload, 1, keys);
-  if (problem) return reject('INVALID_FIELD', `payload ${problem}`);
+  walk.problem = undefined;
+  walk.slow = false;
+  const payload = canonicalize(value.payload, 1) as { [key: string]: Json };
+  if (walk.problem !== undefined) return reject('INVALID_FIELD', `payload ${walk.problem}`);
   const record: IngestRecord = {
     source: value.source as string,
     entityType: value.entityType as string,
     externalId: value.externalId as string,
-    payload: value.payload as { [key: string]: Json },
+    payload,
+    payloadJson: walk.slow ? canonicalJson(payload) : JSON.stringify(payload),
   };
-  const canonical = canonicalPayloadJson(value.payload, keys);
-  if (canonical !== undefined) record.canonicalPayload = canonical;
   if (occurredAt) record.occurredAt = occurredAt;
   return { ok: true, record };
 }
@@ -151,22 +171,27 @@ export interface RecordEventOptions {
 }
 
 export function recordEvent(record: IngestRecord, o: RecordEventOptions): { streamId: string; event: NewEvent<'RecordIngested', RecordIngestedData> } {
+  const contentHash = hash('sha256', record.payloadJson, 'hex');
   const data: RecordIngestedData = {
     source: record.source,
     entityType: record.entityType,
     externalId: record.externalId,
     payload: record.payload,
     receivedVia: o.receivedVia,
-    contentHash:
-      record.canonicalPayload !== undefined
-        ? createHash('sha256').update(record.canonicalPayload, 'utf8').digest('hex')
-        : canonicalHash(record.payload),
+    contentHash,
   };
   const event: NewEvent<'RecordIngested', RecordIngestedData> = {
     type: 'RecordIngested',
     schemaVersion: 2,
     tenantId: o.tenantId,
     data,
+    // data's JSON text, built around the payload text already made (the store would otherwise
+    // serialize the payload a second time): the stored payload is its canonical form, the very
+    // text contentHash is the hash of. Same keys in the same order as JSON.stringify(data).
+    dataJson:
+      `{"source":${JSON.stringify(data.source)},"entityType":${JSON.stringify(data.entityType)},` +
+      `"externalId":${JSON.stringify(data.externalId)},"payload":${record.payloadJson},` +
+      `"receivedVia":${JSON.stringify(data.receivedVia)},"contentHash":"${contentHash}"}`,
     actor: o.actor,
   };
   if (o.eventId) event.eventId = o.eventId;

@@ -89,9 +89,8 @@ describe('fast UUIDv7 for ingest', async () => {
   });
 });
 
-describe('canonical payload JSON (the property-list fast path)', async () => {
+describe('canonical payload JSON (the key-sorting fast path)', async () => {
   const { canonicalJson } = await import('@keel/shared-events');
-  const { canonicalPayloadJson } = await import('../../src/ingest/records.ts');
   // A small deterministic generator of arbitrary JSON (what JSON.parse can produce).
   let seed = 42;
   const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
@@ -115,31 +114,45 @@ describe('canonical payload JSON (the property-list fast path)', async () => {
     for (let i = Math.floor(rnd() * 6); i > 0; i--) entries.push([pick(keyPool), value(depth + 1)]);
     return new Obj(entries);
   }
-  it('equals canonicalJson on 3000 arbitrary parsed JSON payloads', () => {
+  it('equals canonicalJson on 3000 arbitrary parsed JSON payloads, and the event\'s dataJson is its data', () => {
     let checked = 0;
     let fast = 0;
     for (let i = 0; i < 3000; i++) {
       // built as text so that "__proto__" becomes an own property, as JSON.parse makes it
-      const payload = JSON.parse(toText(new Obj([['root', value(0)], [pick(keyPool), value(1)]])));
+      const text = toText(new Obj([['root', value(0)], [pick(keyPool), value(1)]]));
+      const payload = JSON.parse(text) as Record<string, unknown>;
+      const expected = canonicalJson(payload);
       const r = validateRecord({ ...good, payload });
       if (!r.ok) continue;
       checked++;
-      if (r.record.canonicalPayload !== undefined) fast++;
-      expect(r.record.canonicalPayload ?? canonicalJson(payload)).toBe(canonicalJson(payload));
+      // the fast path: the payload came back key-sorted and its plain JSON is the canonical text
+      if (JSON.stringify(r.record.payload) === expected) fast++;
+      expect(r.record.payloadJson).toBe(expected);
+      expect(canonicalJson(r.record.payload)).toBe(expected); // reordered, never changed
+      expect(canonicalJson(JSON.parse(text))).toBe(expected);
       const e = recordEvent(r.record, { tenantId: 't', actor: { kind: 'apiKey', id: 'k' }, receivedVia: 'api' });
       expect(e.event.data.contentHash).toBe(canonicalHash(payload));
+      expect(JSON.parse(e.event.dataJson!)).toEqual(JSON.parse(JSON.stringify(e.event.data)));
+      expect(Object.keys(JSON.parse(e.event.dataJson!))).toEqual(Object.keys(e.event.data));
     }
     expect(checked).toBeGreaterThan(2500);
     expect(fast).toBeGreaterThan(1000); // the fast path was really exercised
-    const keys = new Set<string>(['b', 'a']);
-    expect(canonicalPayloadJson({ b: 1, a: { b: [{ b: 2, a: 3 }], a: null } }, keys)).toBe('{"a":{"a":null,"b":[{"a":3,"b":2}]},"b":1}');
   });
 
-  it('falls back to canonicalHash for payloads with very many distinct keys', () => {
-    const payload = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${i}`, i]));
-    const r = validateRecord({ ...good, payload });
-    expect(r.ok && r.record.canonicalPayload).toBe(undefined);
-    const e = r.ok ? recordEvent(r.record, { tenantId: 't', actor: { kind: 'apiKey', id: 'k' }, receivedVia: 'api' }) : undefined;
-    expect(e?.event.data.contentHash).toBe(canonicalHash(payload));
+  it('sorts keys at every level, copying only unsorted objects', () => {
+    const inner = { a: 1, b: 2 };
+    const r = validateRecord({ ...good, payload: { b: 1, a: { b: [{ b: 2, a: 3 }], a: null }, c: inner } });
+    expect(r.ok && r.record.payloadJson).toBe('{"a":{"a":null,"b":[{"a":3,"b":2}]},"b":1,"c":{"a":1,"b":2}}');
+    expect(r.ok && JSON.stringify(r.record.payload)).toBe(r.ok && r.record.payloadJson);
+    expect(r.ok && (r.record.payload.c as unknown)).toBe(inner);
+  });
+
+  it('falls back to canonicalJson for integer-like keys and "__proto__"', () => {
+    for (const text of ['{"b":{"10":1,"9":2,"x":3},"a":0}', '{"z":1,"__proto__":{"y":1,"x":2},"a":[{"d":1,"c":2}]}']) {
+      const payload = JSON.parse(text) as Record<string, unknown>;
+      const r = validateRecord({ ...good, payload });
+      expect(r.ok && r.record.payloadJson).toBe(canonicalJson(JSON.parse(text)));
+      expect(r.ok && Object.getPrototypeOf(r.record.payload)).toBe(Object.prototype);
+    }
   });
 });

@@ -304,11 +304,15 @@ function prepareEvent(
     throw invalid(streamId, appendIndex, eventIndex, 'schemaVersion', 'must be a positive integer');
   }
 
-  let json: string;
-  try {
-    json = JSON.stringify(data);
-  } catch (err) {
-    throw invalid(streamId, appendIndex, eventIndex, 'data', `is not JSON-serializable: ${(err as Error).message}`);
+  let json = ev.dataJson;
+  if (json === undefined) {
+    try {
+      json = JSON.stringify(data);
+    } catch (err) {
+      throw invalid(streamId, appendIndex, eventIndex, 'data', `is not JSON-serializable: ${(err as Error).message}`);
+    }
+  } else if (typeof json !== 'string' || json.charCodeAt(0) !== 0x7b /* { */) {
+    throw invalid(streamId, appendIndex, eventIndex, 'dataJson', 'must be the JSON text of data (an object)');
   }
 
   return {
