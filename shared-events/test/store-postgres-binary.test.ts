@@ -24,6 +24,12 @@ describe('PostgreSQL binary array parameters', () => {
     expect(r.rows[0]!.n).toBe(values.length);
   });
 
+  it('text[]: long and multi-byte strings next to short ones (the one-pass writer sizes for the worst case)', async () => {
+    const values = ['€'.repeat(5000), 'a', '', '😀'.repeat(3000) + 'x', null, 'ü'.repeat(70_000)];
+    const r = await client.query<{ a: (string | null)[] }>('select $1::text[] as a', [textArray(values)]);
+    expect(r.rows[0]!.a).toEqual(values);
+  });
+
   it('empty arrays of every kind', async () => {
     const r = await client.query<{ t: number; i: number; b: number; u: number; d: number }>(
       `select cardinality($1::text[]) as t, cardinality($2::int4[]) as i, cardinality($3::int8[]) as b,

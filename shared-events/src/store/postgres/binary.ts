@@ -28,32 +28,37 @@ function header(buf: Buffer, oid: number, count: number, hasNulls: boolean): num
 
 const headerSize = (count: number): number => (count === 0 ? 12 : 20);
 
-/** text[]; `undefined`/`null` elements become SQL NULL. */
+/** Buffer's internal UTF-8 writer: no argument checks, which cost more than the copy of a short string. */
+type Utf8Writer = Buffer & { utf8Write(s: string, offset: number, length: number): number };
+
+/**
+ * text[]; `undefined`/`null` elements become SQL NULL. One pass: each string is written where it
+ * goes (into room for its worst case, 3 bytes per UTF-16 unit) and its length put in front
+ * afterwards, instead of measuring every string first and writing it second.
+ */
 export function textArray(values: readonly (string | undefined | null)[]): Buffer {
-  let size = headerSize(values.length);
+  let room = headerSize(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    room += v === undefined || v === null ? 4 : 4 + 3 * v.length;
+  }
+  const buf = Buffer.allocUnsafe(room) as Utf8Writer;
   let hasNulls = false;
-  const lengths = new Array<number>(values.length);
+  let o = headerSize(values.length);
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (v === undefined || v === null) {
       hasNulls = true;
-      lengths[i] = -1;
-      size += 4;
-    } else {
-      const n = Buffer.byteLength(v, 'utf8');
-      lengths[i] = n;
-      size += 4 + n;
+      buf.writeInt32BE(-1, o);
+      o += 4;
+      continue;
     }
-  }
-  const buf = Buffer.allocUnsafe(size);
-  let o = header(buf, OID.text, values.length, hasNulls);
-  for (let i = 0; i < values.length; i++) {
-    const n = lengths[i]!;
+    const n = v.length === 0 ? 0 : buf.utf8Write(v, o + 4, room - o - 4);
     buf.writeInt32BE(n, o);
-    o += 4;
-    if (n > 0) o += buf.write(values[i]!, o, n, 'utf8');
+    o += 4 + n;
   }
-  return buf;
+  header(buf, OID.text, values.length, hasNulls);
+  return buf.subarray(0, o);
 }
 
 function fixedArray(oid: number, width: number, count: number): { buf: Buffer; at: number } {
@@ -70,14 +75,28 @@ export function int4Array(values: readonly number[]): Buffer {
   return buf;
 }
 
+/** A safe integer as 64-bit two's complement, without a BigInt per value. */
+function writeInt64(buf: Buffer, v: number, o: number): void {
+  const hi = Math.floor(v / 4294967296);
+  buf.writeInt32BE(hi, o);
+  buf.writeUInt32BE(v - hi * 4294967296, o + 4);
+}
+
 export function int8Array(values: readonly number[]): Buffer {
   const { buf, at } = fixedArray(OID.int8, 8, values.length);
   for (let i = 0, o = at; i < values.length; i++, o += 12) {
     buf.writeInt32BE(8, o);
-    buf.writeBigInt64BE(BigInt(values[i]!), o + 4);
+    writeInt64(buf, values[i]!, o + 4);
   }
   return buf;
 }
+
+/** Hex digit values by character code (0-9, a-f, A-F). */
+const HEX_VALUE = new Uint8Array(128);
+for (let i = 0; i < 10; i++) HEX_VALUE[48 + i] = i;
+for (let i = 0; i < 6; i++) HEX_VALUE[97 + i] = HEX_VALUE[65 + i] = 10 + i;
+/** Where each of a canonical UUID's 16 bytes starts in its text (8-4-4-4-12, dashes skipped). */
+const UUID_BYTE_AT = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
 
 /** uuid[] from canonical (dashed, any case) UUID strings; callers validate them first. */
 export function uuidArray(values: readonly string[]): Buffer {
@@ -85,12 +104,10 @@ export function uuidArray(values: readonly string[]): Buffer {
   for (let i = 0, o = at; i < values.length; i++, o += 20) {
     const u = values[i]!;
     buf.writeInt32BE(16, o);
-    // 8-4-4-4-12 hex digits between the dashes
-    buf.write(u.slice(0, 8), o + 4, 4, 'hex');
-    buf.write(u.slice(9, 13), o + 8, 2, 'hex');
-    buf.write(u.slice(14, 18), o + 10, 2, 'hex');
-    buf.write(u.slice(19, 23), o + 12, 2, 'hex');
-    buf.write(u.slice(24, 36), o + 14, 6, 'hex');
+    for (let b = 0; b < 16; b++) {
+      const c = UUID_BYTE_AT[b]!;
+      buf[o + 4 + b] = (HEX_VALUE[u.charCodeAt(c)]! << 4) | HEX_VALUE[u.charCodeAt(c + 1)]!;
+    }
   }
   return buf;
 }
@@ -103,7 +120,7 @@ export function timestamptzArray(values: readonly (Date | number)[]): Buffer {
     const ms = typeof v === 'number' ? v : v.getTime();
     buf.writeInt32BE(8, o);
     // exact in a double: |µs| stays far below 2^53 for any date we store
-    buf.writeBigInt64BE(BigInt((ms - PG_EPOCH_MS) * 1000), o + 4);
+    writeInt64(buf, (ms - PG_EPOCH_MS) * 1000, o + 4);
   }
   return buf;
 }
