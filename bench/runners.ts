@@ -15,7 +15,9 @@
  *
  * The endpoint runs in a child process (its own event loop, like a real receiver). PostgreSQL:
  * DATABASE_URL if set (a fresh database is created and dropped), else an embedded server in
- * .keel-bench/runners on KEEL_BENCH_PG_PORT (default 54341).
+ * .keel-bench/runners on KEEL_BENCH_PG_PORT (default 54341). KEEL_RUNNER_HTTP_THREAD=off|on picks
+ * where outbound HTTP runs (default: a thread of its own on a multi-core machine);
+ * KEEL_BENCH_CPU_PROF=1 writes a CPU profile of the throughput phase.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -46,7 +48,7 @@ import {
   signatureHeader,
   startRunners,
 } from '@keel/connector-runners';
-import { benchDatabase, numberOption, percentile, runCleanups, type Cleanup } from './support.ts';
+import { benchDatabase, profiled, numberOption, percentile, runCleanups, type Cleanup } from './support.ts';
 
 const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' });
 
@@ -173,6 +175,7 @@ export default async function runnersBench(args: string[]): Promise<Record<strin
         KEEL_RUNNER_PER_DESTINATION: String(concurrency),
         KEEL_RUNNER_MAX_IN_FLIGHT: '5000',
         KEEL_RUNNER_POLL_MS: '50',
+        KEEL_RUNNER_HTTP_THREAD: process.env.KEEL_RUNNER_HTTP_THREAD, // to compare: off / on
       }),
     };
     const payload = { blob: 'x'.repeat(Math.max(0, payloadBytes - 20)) };
@@ -219,26 +222,29 @@ export default async function runnersBench(args: string[]): Promise<Record<strin
       openSecret: (t, v) => keyring.decryptField(t, v),
       runners: ['webhooks'],
     });
-    let receivedMs = 0;
-    for (;;) {
-      const { count } = await endpoint.ask<{ count: number }>('count');
-      if (count - countBefore >= events) {
-        receivedMs = performance.now() - t0;
-        break;
+    const { receivedMs, recordedMs } = await profiled('runners-throughput', async () => {
+      let receivedMs = 0;
+      for (;;) {
+        const { count } = await endpoint.ask<{ count: number }>('count');
+        if (count - countBefore >= events) {
+          receivedMs = performance.now() - t0;
+          break;
+        }
+        await sleep(20);
       }
-      await sleep(20);
-    }
-    let recordedMs = 0;
-    for (;;) {
-      const r = await pool.query<{ n: string }>(
-        `select count(*) as n from keel_runner_deliveries where state = 'succeeded'`,
-      );
-      if (Number(r.rows[0]!.n) >= events) {
-        recordedMs = performance.now() - t0;
-        break;
+      let recordedMs = 0;
+      for (;;) {
+        const r = await pool.query<{ n: string }>(
+          `select count(*) as n from keel_runner_deliveries where state = 'succeeded'`,
+        );
+        if (Number(r.rows[0]!.n) >= events) {
+          recordedMs = performance.now() - t0;
+          break;
+        }
+        await sleep(20);
       }
-      await sleep(20);
-    }
+      return { receivedMs, recordedMs };
+    });
     const cpu = process.cpuUsage(cpu0);
     const runnerCpuMs = (cpu.user + cpu.system) / 1000;
     const outcomeEvents = await pool
@@ -273,6 +279,7 @@ export default async function runnersBench(args: string[]): Promise<Record<strin
         events,
         payloadBytes,
         concurrencyPerDestination: concurrency,
+        httpThread: config.httpThread,
         endpoint: 'child process, answers 200 at once',
       },
       baseline: { client: `undici request, ${concurrency} connections`, requests: events, requestsPerSec: baseline },
@@ -285,6 +292,7 @@ export default async function runnersBench(args: string[]): Promise<Record<strin
         runnerProcessCpu: {
           msPerDelivery: round(runnerCpuMs / events, 3),
           busyShareOfOneCore: round(runnerCpuMs / recordedMs, 2),
+          kernelShare: round(cpu.system / (cpu.user + cpu.system), 2),
         },
         elapsedMs: { received: round(receivedMs), recorded: round(recordedMs) },
       },

@@ -4,7 +4,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
-import { resolve } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { startEmbeddedPostgres } from '@keel/shared-events';
@@ -126,4 +127,28 @@ export function loadAverages(): number[] {
 
 function round2(x: number): number {
   return Math.round(x * 100) / 100;
+}
+
+/**
+ * KEEL_BENCH_CPU_PROF=1: a V8 CPU profile of this process while `run` runs, written to
+ * .keel-bench/prof/<name>-<time>.cpuprofile (open it in Chrome DevTools); otherwise just `run`.
+ */
+export async function profiled<T>(name: string, run: () => Promise<T>): Promise<T> {
+  if (!process.env.KEEL_BENCH_CPU_PROF) return run();
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  try {
+    return await run();
+  } finally {
+    const { profile } = await session.post('Profiler.stop');
+    const dir = resolve('.keel-bench/prof');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `${name}-${Date.now()}.cpuprofile`);
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+    console.error(`[bench] CPU profile of ${name}: ${file}`);
+  }
 }

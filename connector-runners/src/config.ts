@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { ConfigError, envReader } from '@keel/shared-events';
 import type { BreakerOptions } from './breaker.ts';
 import type { BackoffPolicy } from './retry/backoff.ts';
@@ -20,6 +21,8 @@ import type { BackoffPolicy } from './retry/backoff.ts';
  *   KEEL_RUNNER_SHUTDOWN_GRACE_MS     10000   in-flight work gets this long on stop, then is handed back
  *   KEEL_RUNNER_RETENTION_HOURS       24      delivered rows and finished runs kept (dedupes late bus redeliveries)
  *   KEEL_RUNNER_BUS_MAX_ATTEMPTS      5       a bus batch that cannot be taken in goes event by event, then to the bus dead letter
+ *   KEEL_RUNNER_HTTP_THREAD           auto    on: outbound HTTP runs on a worker thread of its own; off: on the runner's
+ *                                             thread; auto: on when the machine has more than one core
  */
 export interface RunnerConfig {
   webhookTimeoutMs: number;
@@ -34,6 +37,8 @@ export interface RunnerConfig {
   shutdownGraceMs: number;
   retentionHours: number;
   busMaxAttempts: number;
+  /** Outbound HTTP on a worker thread of its own. */
+  httpThread: boolean;
 }
 
 export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
@@ -69,6 +74,7 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerCo
     shutdownGraceMs: r.int('KEEL_RUNNER_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     retentionHours: r.int('KEEL_RUNNER_RETENTION_HOURS', 24, 1, 24 * 365),
     busMaxAttempts: r.int('KEEL_RUNNER_BUS_MAX_ATTEMPTS', 5, 1, 100),
+    httpThread: { on: true, off: false, auto: availableParallelism() > 1 }[r.oneOf('KEEL_RUNNER_HTTP_THREAD', ['auto', 'on', 'off'], 'auto')],
   };
   if (r.problems.length) throw new ConfigError(r.problems);
   return cfg;

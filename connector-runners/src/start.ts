@@ -9,7 +9,7 @@ import {
 import type { Logger } from 'pino';
 import { loadRunnerConfig, type RunnerConfig } from './config.ts';
 import { createFlowRunner, FLOW_GROUP, NEVER_TRIGGERS, type FlowRunner } from './flows/runner.ts';
-import { createHttpClient } from './http/client.ts';
+import { createHttpClient, threadHttpClient } from './http/client.ts';
 import { runnerMetrics } from './metrics.ts';
 import { keyringFor, secretOpener } from './runtime-deps.ts';
 import { createLimiter, loadBreakers, newInstanceId, type RunnerServices, type SecretOpener } from './services.ts';
@@ -109,7 +109,7 @@ export async function startRunners(
   const config = options.config ?? loadRunnerConfig();
   const logger = runtime.logger.child({ service: 'connector-runners' });
   const metrics = runnerMetrics();
-  const http = createHttpClient({ connectionsPerOrigin: config.perDestination });
+  const http = (config.httpThread ? threadHttpClient : createHttpClient)({ connectionsPerOrigin: config.perDestination });
   const svc: RunnerServices = {
     pool: runtime.pool,
     store: runtime.store,

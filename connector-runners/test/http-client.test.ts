@@ -1,11 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer } from 'node:net';
-import { createHttpClient, headerValue } from '../src/http/client.ts';
+import { createHttpClient, headerValue, threadHttpClient } from '../src/http/client.ts';
 import { parseRetryAfter } from '../src/retry/backoff.ts';
 import { answer, closeConnection, hang, slow, startServer, type TestServer } from './servers.ts';
 
-describe('HTTP delivery client against real local servers', () => {
-  const client = createHttpClient({ connectionsPerOrigin: 8 });
+// Both forms of the client, the in-thread one and the one on its own worker thread, must behave the same.
+describe.each([
+  ['in this thread', createHttpClient],
+  ['on a worker thread', threadHttpClient],
+])('HTTP delivery client (%s) against real local servers', (_name, createClient) => {
+  const client = createClient({ connectionsPerOrigin: 8 });
   let server: TestServer;
   beforeAll(async () => {
     server = await startServer();
@@ -102,10 +106,41 @@ describe('HTTP delivery client against real local servers', () => {
   });
 
   it('an answer larger than the limit is cut off', async () => {
-    const small = createHttpClient({ maxResponseBytes: 1024 });
+    const small = createClient({ maxResponseBytes: 1024 });
     server.behave(answer(200, 'y'.repeat(64 * 1024)));
     const r = await small.send({ method: 'GET', url: server.url, headers: {}, timeoutMs: 5000 });
     await small.close();
     expect(r).toMatchObject({ kind: 'connection', error: 'response larger than 1024 bytes' });
+  });
+});
+
+describe('HTTP client thread lifecycle', () => {
+  it('answers calls made together, and calls after close end as connection failures', async () => {
+    const server = await startServer();
+    server.behave(answer(200, 'ok'));
+    const client = threadHttpClient();
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => client.send({ method: 'POST', url: server.url, headers: {}, body: String(i), timeoutMs: 5000 })),
+    );
+    expect(results.map((r) => r.kind === 'response' && r.status)).toEqual(Array(50).fill(200));
+    expect(results.every((r) => r.kind === 'response' && Buffer.isBuffer(r.body))).toBe(true);
+    expect(new Set(server.received.map((r) => r.body)).size).toBe(50);
+    await client.close();
+    expect(await client.send({ method: 'POST', url: server.url, headers: {}, body: 'late', timeoutMs: 5000 })).toMatchObject({
+      kind: 'connection',
+      error: 'HTTP client closed',
+    });
+    await server.close();
+  });
+
+  it('a call in flight when the client closes ends as a connection failure, not a hang', async () => {
+    const server = await startServer();
+    server.behave(hang);
+    const client = threadHttpClient();
+    const inFlight = client.send({ method: 'POST', url: server.url, headers: {}, body: 'x', timeoutMs: 60_000 });
+    await new Promise((r) => setTimeout(r, 200));
+    await client.close();
+    expect(await inFlight).toMatchObject({ kind: 'connection' });
+    await server.close();
   });
 });
