@@ -87,6 +87,23 @@ describe('keyring (per-tenant data keys, AES-256-GCM, wrapped by the master key)
     const rows = await pool.query("select count(*)::int as n from keel_data_keys where tenant_id = 't-race'");
     expect(rows.rows[0].n).toBe(1);
   });
+
+  it('a burst of reads on a cold cache shares one key query', async () => {
+    const master = mk();
+    const c = await createKeyring({ pool, masterKey: master }).encryptField('t-burst', 'secret');
+    let keyQueries = 0;
+    // the real pool, with its key reads counted
+    const counted = {
+      query: (...args: Parameters<pg.Pool['query']>) => {
+        if (String(args[0]).includes('from keel_data_keys')) keyQueries++;
+        return (pool.query as (...a: unknown[]) => unknown)(...args);
+      },
+    } as unknown as pg.Pool;
+    const cold = createKeyring({ pool: counted, masterKey: master });
+    const plain = await Promise.all(Array.from({ length: 200 }, () => cold.decryptField('t-burst', c)));
+    expect(new Set(plain)).toEqual(new Set(['secret']));
+    expect(keyQueries).toBe(1);
+  });
 });
 
 describe('master key', () => {

@@ -79,7 +79,20 @@ export function createKeyring(options: KeyringOptions): Keyring {
     return open(masterKey.key, row.wrapped_key, aadOf(tenantId, subject, 'key'));
   }
 
-  async function readKey(tenantId: string, subject: string): Promise<Buffer | null | undefined> {
+  // One read per key at a time: a burst of callers that all miss the cache (a runner starting 500
+  // deliveries of one tenant at once) shares it instead of sending 500 identical queries.
+  const reading = new Map<string, Promise<Buffer | null | undefined>>();
+  function readKey(tenantId: string, subject: string): Promise<Buffer | null | undefined> {
+    const ck = cacheKey(tenantId, subject);
+    let p = reading.get(ck);
+    if (!p) {
+      p = queryKey(tenantId, subject).finally(() => reading.delete(ck));
+      reading.set(ck, p);
+    }
+    return p;
+  }
+
+  async function queryKey(tenantId: string, subject: string): Promise<Buffer | null | undefined> {
     const r = await pool.query<{ wrapped_key: Buffer | null; master_key_id: string }>(
       'select wrapped_key, master_key_id from keel_data_keys where tenant_id = $1 and subject_id = $2',
       [tenantId, subject],
@@ -102,7 +115,7 @@ export function createKeyring(options: KeyringOptions): Keyring {
          on conflict (tenant_id, subject_id) do nothing`,
         [tenantId, subject, seal(masterKey.key, fresh, aadOf(tenantId, subject, 'key')), masterKey.id],
       );
-      key = await readKey(tenantId, subject);
+      key = await queryKey(tenantId, subject); // not a shared read that may have started before the insert
     }
     if (key !== undefined) cache.set(ck, { key, at: Date.now() });
     return key;
