@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { canonicalJson } from '@keel/shared-events';
 import {
@@ -12,7 +12,9 @@ import {
 } from '../src/audit/chain.ts';
 import type { ChainHead, Checkpoint } from '../src/audit/chain.ts';
 import { toAuditEntry } from '../src/audit/row.ts';
-import type { AuditRow } from '../src/audit/row.ts';
+import type { AuditEntry, AuditRow } from '../src/audit/row.ts';
+import { auditCopyLine, chainBatch } from '../src/audit/store.ts';
+import type { HeadState } from '../src/audit/store.ts';
 import { createAuditKeyring, createAuditSigner } from '../src/audit/signing.ts';
 import { eventFactory } from './fixtures.ts';
 
@@ -90,6 +92,83 @@ describe('the canonical form of an audit entry', () => {
       event('t1', 'run', 'r1', 'StepFailed', { runId: 'r1', stepIndex: 0, attempt: 1, error: 'x' }),
     );
     expect(run.subject).toBe('run:r1');
+  });
+});
+
+describe('the link hash', () => {
+  /** The definition, spelled out independently: SHA-256(previous hash ‖ UTF-8 of canonicalJson of the whole entry). */
+  const reference = (previous: Buffer, e: AuditEntry) =>
+    createHash('sha256')
+      .update(previous)
+      .update(
+        Buffer.from(
+          canonicalJson({
+            v: 1,
+            tenantId: e.tenantId,
+            globalPosition: e.globalPosition,
+            streamId: e.streamId,
+            streamPosition: e.streamPosition,
+            eventId: e.eventId,
+            type: e.type,
+            schemaVersion: e.schemaVersion,
+            actor: { kind: e.actorKind, id: e.actorId },
+            occurredAt: e.occurredAt.toISOString(),
+            recordedAt: e.recordedAt.toISOString(),
+            correlationId: e.correlationId,
+            causationId: e.causationId,
+            data: JSON.parse(e.payload),
+          }),
+          'utf8',
+        ),
+      )
+      .digest();
+
+  it('is SHA-256 of the previous hash and the canonical form, for any text and size', () => {
+    const event = eventFactory(new Date('1999-12-31T23:59:58.123Z'));
+    const datas: Record<string, unknown>[] = [
+      { b: 'ascii', a: 1 },
+      { text: 'é ü 中文 😀 \u2028 "quoted" \\ back\tslash\n', lone: '\ud800 x \udfff' },
+      { big: '€'.repeat(40_000) }, // more than the reused buffer holds at first (3 bytes a char)
+      { after: 'small again' },
+      { 10: 'ten', 9: 'nine', __proto__: null, nested: [{ z: 1, y: [null, true, 1.5e-7] }] },
+    ];
+    let previous = genesisHash('t1');
+    for (const data of datas) {
+      const entry = toAuditEntry(
+        event('t1', 'record', 'ü-1', 'RecordIngested', data, { causationId: 'c\u00e9', actor: { kind: 'user', id: 'ü' } }),
+      );
+      const h = linkHash(previous, entry);
+      expect(h.toString('hex')).toBe(reference(previous, entry).toString('hex'));
+      previous = h;
+    }
+  });
+});
+
+describe('chaining a batch', () => {
+  it('writes the COPY lines of the rows appendToChain makes, heads included, redeliveries skipped', () => {
+    const event = eventFactory();
+    const events = [
+      event('t1', 'record', 'a', 'RecordIngested', { b: 2, a: 'ü\\t' }),
+      event('t2', 'record', 'b', 'RecordIngested', { text: 'line\nbreak' }, { correlationId: undefined }),
+      event('t1', 'user', 'u1', 'UserInvited', { userId: 'u1' }),
+    ];
+    const heads = new Map<string, HeadState>();
+    const first = chainBatch(events.slice(0, 2), heads, { checkpointEvery: 0 });
+    const second = chainBatch([events[1]!, events[2]!], heads, { checkpointEvery: 0 }); // events[1] redelivered
+
+    const expected: string[] = [];
+    const ref = new Map<string, ChainHead>();
+    for (const e of events) {
+      const r = appendToChain(ref.get(e.tenantId) ?? emptyHead(e.tenantId), toAuditEntry(e));
+      ref.set(e.tenantId, r.head);
+      expected.push(auditCopyLine(r.row!));
+    }
+    expect(first.copy.toString('utf8')).toBe(expected[0]! + expected[1]!);
+    expect(second.copy.toString('utf8')).toBe(expected[2]!);
+    expect([first.written, second.written]).toEqual([2, 1]);
+    expect(second.heads.map((h) => [h.tenantId, h.seq])).toEqual([['t1', 2]]);
+    expect(heads.get('t1')!.hash.equals(ref.get('t1')!.hash)).toBe(true);
+    expect(heads.get('t2')!.hash.equals(ref.get('t2')!.hash)).toBe(true);
   });
 });
 
