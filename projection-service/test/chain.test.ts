@@ -135,7 +135,10 @@ describe('the link hash', () => {
     let previous = genesisHash('t1');
     for (const data of datas) {
       const entry = toAuditEntry(
-        event('t1', 'record', 'ü-1', 'RecordIngested', data, { causationId: 'c\u00e9', actor: { kind: 'user', id: 'ü' } }),
+        event('t1', 'record', 'ü-1', 'RecordIngested', data, {
+          causationId: 'c\u00e9',
+          actor: { kind: 'user', id: 'ü "q" \\ \u0001 \ud800' },
+        }),
       );
       const h = linkHash(previous, entry);
       expect(h.toString('hex')).toBe(reference(previous, entry).toString('hex'));

@@ -32,7 +32,8 @@ describe('isoTime', () => {
     const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (let i = 0; i < 20_000; i++) {
       // Half far apart (a new day each time), half within a few hours of the previous one.
-      const t = i % 2 ? year0 + Math.floor(rnd() * (year10000 - year0)) : Date.UTC(2025, 0, 1) + Math.floor(rnd() * 4e7);
+      const t =
+        i % 2 ? year0 + Math.floor(rnd() * (year10000 - year0)) : Date.UTC(2025, 0, 1) + Math.floor(rnd() * 4e7);
       const d = new Date(t);
       expect(isoTime(d)).toBe(d.toISOString());
     }

@@ -35,7 +35,8 @@ function sortedCopy(value: unknown, depth: number): unknown {
   if (keys.length > 1) keys.sort();
   const out: Record<string, unknown> = {};
   for (const k of keys) {
-    if (INDEX_KEY.test(k) || k === '__proto__') return SLOW;
+    // Index keys start with a digit: the regular expression only runs on those.
+    if ((k.charCodeAt(0) <= 57 && INDEX_KEY.test(k)) || k === '__proto__') return SLOW;
     const v = sortedCopy((value as Record<string, unknown>)[k], depth + 1);
     if (v === SLOW) return SLOW;
     out[k] = v;

@@ -38,7 +38,7 @@ export function emptyHead(tenantId: string): ChainHead {
  * test holds it equal to `canonicalJson` of the whole object.
  */
 export function canonicalEntry(entry: AuditEntry): string {
-  const j = JSON.stringify;
+  const j = jsonString;
   return (
     `{"actor":{"id":${j(entry.actorId)},"kind":${j(entry.actorKind)}}` +
     `,"causationId":${j(entry.causationId)}` +
@@ -57,6 +57,18 @@ export function canonicalEntry(entry: AuditEntry): string {
   );
 }
 
+/** What JSON.stringify escapes in a string: quote, backslash, control characters, (lone) surrogates. */
+// eslint-disable-next-line no-control-regex -- control characters are exactly what JSON escapes
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/**
+ * JSON.stringify of a string or null. Entry fields (ids, types, names) rarely need escaping:
+ * quoting them directly costs half of calling into JSON.stringify eight times a row.
+ */
+function jsonString(s: string | null): string {
+  return s === null || NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`;
+}
+
 /** Reused (synchronously) by every linkHash: grown when an entry does not fit, never shrunk. */
 let scratch = Buffer.allocUnsafe(64 * 1024);
 
@@ -65,7 +77,7 @@ export function linkHash(previous: Buffer, entry: AuditEntry): Buffer {
   // UTF-8 takes at most 3 bytes per UTF-16 code unit.
   const room = previous.length + 3 * text.length;
   if (room > scratch.length) scratch = Buffer.allocUnsafe(room);
-  previous.copy(scratch, 0);
+  scratch.set(previous, 0);
   const end = previous.length + scratch.write(text, previous.length, 'utf8');
   // One-shot crypto.hash over one buffer (a createHash object per row costs a third more), and
   // written into a reused buffer rather than two fresh ones (Buffer.from + Buffer.concat).
