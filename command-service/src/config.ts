@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { ConfigError, envReader } from '@keel/shared-events';
 
 /**
@@ -16,6 +17,11 @@ export interface CommandServiceConfig {
     batchSize: number;
     /** At most this many rejections are listed in the answer; `rejectedCount` has the total. */
     maxRejectedListed: number;
+    /**
+     * Worker threads for NDJSON ingest (KEEL_INGEST_THREADS); 0: in the request thread. Default:
+     * 2 on a machine with more than one core, else 0. Used with the PostgreSQL store only.
+     */
+    threads: number;
   };
   rateLimit: {
     /** Requests per second per key (KEEL_RATE_LIMIT_RPS) and burst (KEEL_RATE_LIMIT_BURST). */
@@ -42,6 +48,7 @@ export function loadCommandServiceConfig(env: NodeJS.ProcessEnv = process.env): 
       maxRecordBytes: r.int('KEEL_INGEST_MAX_RECORD_BYTES', 256 * 1024, 256, 16 * 1024 * 1024),
       batchSize: r.int('KEEL_INGEST_BATCH', 2500, 1, 50_000),
       maxRejectedListed: r.int('KEEL_INGEST_MAX_REJECTED_LISTED', 1000, 1, 100_000),
+      threads: r.int('KEEL_INGEST_THREADS', availableParallelism() > 1 ? 2 : 0, 0, 64),
     },
     rateLimit: {
       requestsPerSecond: r.int('KEEL_RATE_LIMIT_RPS', 1000, 1, 1_000_000),

@@ -160,6 +160,7 @@ export async function mountCommandServiceWith(app: FastifyInstance, runtime: Kee
     scope.addHook('onClose', async () => {
       clearInterval(purge);
       await projection?.stop();
+      await svc.ingestThreads?.close();
     });
 
     await tenantRoutes(scope, svc);

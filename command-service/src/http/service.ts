@@ -23,6 +23,7 @@ import type { Registry } from 'prom-client';
 import type { CommandContext } from '../app/handle-command.ts';
 import { createIdempotencyStore, type IdempotencyStore } from '../app/idempotency.ts';
 import { createCommandMetrics, instrumentStore, type CommandMetrics } from '../app/metrics.ts';
+import { createIngestThreads, type IngestThreads } from '../ingest/threads.ts';
 import type { CommandServiceConfig } from '../config.ts';
 import type { CallerRole } from '../domain/access.ts';
 import { createRateLimiter, type RateLimiter } from './rate-limit.ts';
@@ -40,6 +41,8 @@ export interface CommandService {
   metrics: CommandMetrics;
   commands: CommandContext;
   limits: { requests: RateLimiter; records: RateLimiter; hooks: RateLimiter };
+  /** NDJSON ingest on worker threads; absent when configured off or the store is not PostgreSQL. */
+  ingestThreads?: IngestThreads;
   /** onRequest hooks of a route needing `permission`: authenticate, authorize, rate-limit. */
   protect(permission: Permission, options?: { ingest?: boolean }): onRequestAsyncHookHandler[];
 }
@@ -132,10 +135,22 @@ export function createCommandService(parts: CommandServiceParts): CommandService
     return [guard.require(permission), rateLimit];
   };
 
+  // The threads open their own PostgreSQL store on the runtime's database: only when that is
+  // where the runtime's store keeps its events.
+  const ingestThreads =
+    config.ingest.threads > 0 && runtime.store.kind === 'postgresql' && runtime.databaseUrl
+      ? createIngestThreads({
+          count: config.ingest.threads,
+          data: { databaseUrl: runtime.databaseUrl, poolSize: 3, ingest: config.ingest },
+          logger: runtime.logger,
+        })
+      : undefined;
+
   return {
     runtime,
     config,
     store,
+    ...(ingestThreads && { ingestThreads }),
     keyring,
     authenticator,
     guard,

@@ -122,6 +122,8 @@ export interface StreamMetadata {
 }
 
 export interface EventStore {
+  /** Which adapter this is, for code that opens a second connection to the same store (ingest threads). */
+  readonly kind?: 'postgresql' | 'eventstoredb';
   appendToStream(streamId: string, events: NewEvent[], options?: AppendOptions): Promise<AppendResult>;
   /** Many streams in one transaction (ingestion); all or nothing. */
   appendBatch(appends: StreamAppend[]): Promise<BatchAppendResult>;

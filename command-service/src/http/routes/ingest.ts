@@ -1,11 +1,10 @@
 import { createHash, type Hash } from 'node:crypto';
-import { HttpError, principalOf, type Actor, type NewEvent, type StreamAppend } from '@keel/shared-events';
+import { HttpError, principalOf } from '@keel/shared-events';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { loadWritableTenant } from '../../app/handle-command.ts';
 import { idempotentEventId } from '../../app/idempotency.ts';
-import { fastUuidv7 } from '../../ingest/ids.ts';
-import { BodyTooLargeError, ndjsonLines } from '../../ingest/ndjson.ts';
-import { parseRecordLine, recordEvent, validateRecord, type RecordRejection, type RecordResult } from '../../ingest/records.ts';
+import { ndjsonLines } from '../../ingest/ndjson.ts';
+import { runIngest, type IngestItem, type IngestOutcome, type IngestJobOptions } from '../../ingest/run.ts';
 import { security, tenantParams, writeErrors, writeHeaders } from '../schemas.ts';
 import { limiterKey, type CommandService } from '../service.ts';
 
@@ -19,15 +18,10 @@ import { limiterKey, type CommandService } from '../service.ts';
  * With an Idempotency-Key, event ids derive from the key and the record index, so a retry of a
  * request that failed halfway appends only what is missing, and a completed one is answered
  * from the first answer.
+ *
+ * NDJSON bodies go to an ingest thread when the service has them (ingest/threads.ts); JSON arrays,
+ * already parsed by Fastify, and services without threads run the same pipeline here.
  */
-type Item = { kind: 'line'; text: string } | { kind: 'tooLong'; bytes: number } | { kind: 'value'; value: unknown };
-
-export interface IngestOutcome {
-  accepted: number;
-  rejected: ({ index: number } & RecordRejection)[];
-  rejectedCount: number;
-  globalPosition: number;
-}
 
 const outcomeSchema = {
   type: 'object',
@@ -67,7 +61,7 @@ async function* tap(src: AsyncIterable<Buffer>, hash: Hash): AsyncGenerator<Buff
   }
 }
 
-async function* itemsOf(req: FastifyRequest, svc: CommandService, hash: Hash): AsyncGenerator<Item> {
+async function* itemsOf(req: FastifyRequest, svc: CommandService, hash: Hash): AsyncGenerator<IngestItem> {
   if (isNdjson(req)) {
     const lines = ndjsonLines(tap(req.body as AsyncIterable<Buffer>, hash), {
       maxBytes: svc.config.ingest.maxBytes,
@@ -85,78 +79,25 @@ function isNdjson(req: FastifyRequest): boolean {
   return (req.headers['content-type'] ?? '').toLowerCase().startsWith('application/x-ndjson');
 }
 
-export async function runIngest(
+/** Runs one request's ingest, on an ingest thread for NDJSON when the service has them. */
+async function ingest(
+  req: FastifyRequest,
   svc: CommandService,
-  items: AsyncIterable<Item>,
-  o: { tenantId: string; actor: Actor; correlationId: string; eventIdFor?: (index: number) => string },
+  hash: Hash,
+  job: Omit<IngestJobOptions, 'eventIdFor'>,
+  idempotency?: { at: number; scope: string; key: string },
 ): Promise<IngestOutcome> {
-  const { batchSize, maxRejectedListed, maxRecordBytes } = svc.config.ingest;
-  const out: IngestOutcome = { accepted: 0, rejected: [], rejectedCount: 0, globalPosition: 0 };
-  let batch = new Map<string, NewEvent[]>();
-  let inBatch = 0;
-  let pending: { promise: Promise<number>; count: number } | undefined;
-
-  const settle = async () => {
-    if (!pending) return;
-    const p = pending;
-    pending = undefined;
-    out.globalPosition = Math.max(out.globalPosition, await p.promise);
-    out.accepted += p.count;
-  };
-  const flush = async () => {
-    if (!inBatch) return;
-    // Sorted, so that concurrent batches lock shared streams in the same order.
-    const appends: StreamAppend[] = [...batch.keys()].sort().map((streamId) => ({ streamId, events: batch.get(streamId)!, expectedRevision: 'any' }));
-    const count = inBatch;
-    batch = new Map();
-    inBatch = 0;
-    await settle();
-    const promise = svc.store.appendBatch(appends).then((r) => r.globalPosition);
-    promise.catch(() => undefined); // awaited in settle(); never an unhandled rejection meanwhile
-    pending = { promise, count };
-  };
-
-  let index = 0;
-  try {
-    for await (const item of items) {
-      const i = index++;
-      let result: RecordResult;
-      if (item.kind === 'tooLong') result = { ok: false, rejection: { code: 'TOO_LARGE', message: `the record is ${item.bytes} bytes; the limit is ${maxRecordBytes}` } };
-      else if (item.kind === 'line') result = parseRecordLine(item.text);
-      else result = validateRecord(item.value);
-      if (!result.ok) {
-        out.rejectedCount++;
-        if (out.rejected.length < maxRejectedListed) out.rejected.push({ index: i, ...result.rejection });
-        continue;
-      }
-      const { streamId, event } = recordEvent(result.record, {
-        tenantId: o.tenantId,
-        actor: o.actor,
-        receivedVia: 'api',
-        correlationId: o.correlationId,
-        eventId: o.eventIdFor ? o.eventIdFor(i) : fastUuidv7(),
-      });
-      const list = batch.get(streamId);
-      if (list) list.push(event);
-      else batch.set(streamId, [event]);
-      if (++inBatch >= batchSize) await flush();
+  if (svc.ingestThreads && isNdjson(req)) {
+    const { outcome, batches } = await svc.ingestThreads.run({ ...job, ...(idempotency && { idempotency }) }, tap(req.body as AsyncIterable<Buffer>, hash));
+    // what the instrumented store records for appends made on this thread
+    for (const b of batches) {
+      svc.metrics.appendDuration.observe({ kind: 'batch' }, b.seconds);
+      svc.metrics.eventsAppended.inc({ type: 'RecordIngested' }, b.appended);
     }
-    await flush();
-    await settle();
-  } catch (e) {
-    await settle().catch(() => undefined);
-    const stored = { accepted: out.accepted, globalPosition: out.globalPosition };
-    if (e instanceof BodyTooLargeError)
-      throw new HttpError('PAYLOAD_TOO_LARGE', 413, `${e.message}${out.accepted ? `; ${out.accepted} records before it were stored` : ''}`, stored);
-    if (e instanceof HttpError) throw e;
-    throw new HttpError(
-      'UNAVAILABLE',
-      503,
-      `ingest interrupted after ${out.accepted} records were stored; retry with the same Idempotency-Key to store the rest without duplicates`,
-      { ...stored, cause: (e as Error).message },
-    );
+    return outcome;
   }
-  return out;
+  const eventIdFor = idempotency && ((i: number) => idempotentEventId(idempotency.at, idempotency.scope, idempotency.key, i));
+  return runIngest({ store: svc.store, ingest: svc.config.ingest }, itemsOf(req, svc, hash), { ...job, ...(eventIdFor && { eventIdFor }) });
 }
 
 export async function ingestRoutes(app: FastifyInstance, svc: CommandService): Promise<void> {
@@ -222,18 +163,13 @@ export async function ingestRoutes(app: FastifyInstance, svc: CommandService): P
         if (begun.kind === 'mismatch') throw new HttpError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with another request body');
         const at = begun.createdAt.getTime();
         try {
-          outcome = await runIngest(svc, itemsOf(req, svc, hash), {
-            tenantId,
-            actor: principal.actor,
-            correlationId: req.correlationId,
-            eventIdFor: (i) => idempotentEventId(at, scope, key, i),
-          });
+          outcome = await ingest(req, svc, hash, { tenantId, actor: principal.actor, correlationId: req.correlationId }, { at, scope, key });
         } catch (e) {
           await svc.idempotency.release(scope, key).catch(() => undefined);
           throw e;
         }
       } else {
-        outcome = await runIngest(svc, itemsOf(req, svc, hash), { tenantId, actor: principal.actor, correlationId: req.correlationId });
+        outcome = await ingest(req, svc, hash, { tenantId, actor: principal.actor, correlationId: req.correlationId });
       }
 
       svc.limits.records.charge(limiterKey(principal), outcome.accepted + outcome.rejectedCount);

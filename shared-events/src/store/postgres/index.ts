@@ -90,6 +90,7 @@ export function getPostgreSQLEventStore(options: PostgreSQLEventStoreOptions): E
   };
 
   return {
+    kind: 'postgresql',
     async appendToStream(streamId, events, opts) {
       const out = await append(appendCtx, [{ streamId, events, expectedRevision: opts?.expectedRevision }], true);
       return { nextExpectedRevision: out.streams[0]!.nextExpectedRevision, globalPosition: out.globalPosition, events: out.events! };
