@@ -13,7 +13,8 @@ import {
 import type { ChainHead, Checkpoint } from '../src/audit/chain.ts';
 import { toAuditEntry } from '../src/audit/row.ts';
 import type { AuditEntry, AuditRow } from '../src/audit/row.ts';
-import { auditCopyLine, chainBatch } from '../src/audit/store.ts';
+import { CopyBinaryWriter, writeAuditRecord } from '../src/audit/copy.ts';
+import { chainBatch } from '../src/audit/store.ts';
 import type { HeadState } from '../src/audit/store.ts';
 import { createAuditKeyring, createAuditSigner } from '../src/audit/signing.ts';
 import { eventFactory } from './fixtures.ts';
@@ -148,7 +149,7 @@ describe('the link hash', () => {
 });
 
 describe('chaining a batch', () => {
-  it('writes the COPY lines of the rows appendToChain makes, heads included, redeliveries skipped', () => {
+  it('writes the COPY records of the rows appendToChain makes, heads included, redeliveries skipped', () => {
     const event = eventFactory();
     const events = [
       event('t1', 'record', 'a', 'RecordIngested', { b: 2, a: 'ü\\t' }),
@@ -159,15 +160,20 @@ describe('chaining a batch', () => {
     const first = chainBatch(events.slice(0, 2), heads, { checkpointEvery: 0 });
     const second = chainBatch([events[1]!, events[2]!], heads, { checkpointEvery: 0 }); // events[1] redelivered
 
-    const expected: string[] = [];
+    const rows: AuditRow[] = [];
     const ref = new Map<string, ChainHead>();
     for (const e of events) {
       const r = appendToChain(ref.get(e.tenantId) ?? emptyHead(e.tenantId), toAuditEntry(e));
       ref.set(e.tenantId, r.head);
-      expected.push(auditCopyLine(r.row!));
+      rows.push(r.row!);
     }
-    expect(first.copy.toString('utf8')).toBe(expected[0]! + expected[1]!);
-    expect(second.copy.toString('utf8')).toBe(expected[2]!);
+    const copyOf = (batch: AuditRow[]) => {
+      const w = new CopyBinaryWriter(0);
+      for (const r of batch) writeAuditRecord(w, r);
+      return w.finish();
+    };
+    expect(first.copy.equals(copyOf(rows.slice(0, 2)))).toBe(true);
+    expect(second.copy.equals(copyOf(rows.slice(2)))).toBe(true);
     expect([first.written, second.written]).toEqual([2, 1]);
     expect(second.heads.map((h) => [h.tenantId, h.seq])).toEqual([['t1', 2]]);
     expect(heads.get('t1')!.hash.equals(ref.get('t1')!.hash)).toBe(true);

@@ -5,10 +5,9 @@ import { from as copyFrom } from 'pg-copy-streams';
 import type { RecordedEvent } from '@keel/shared-events';
 import { appendToChain, checkpointMessage, emptyHead } from './chain.ts';
 import type { ChainHead, Checkpoint } from './chain.ts';
+import { AUDIT_COPY_COLUMNS, CopyBinaryWriter, writeAuditRecord } from './copy.ts';
 import { toAuditEntry } from './row.ts';
-import type { AuditRow } from './row.ts';
 import type { AuditSigner } from './signing.ts';
-import { isoTime } from './time.ts';
 import type { TableNames } from '../db/schema.ts';
 
 /**
@@ -80,11 +79,11 @@ export function signCheckpoint(signer: AuditSigner, head: ChainHead, signedAt: D
 /** A batch chained in memory, ready to be written. */
 export interface ChainedBatch {
   /**
-   * The new rows as COPY text (auditCopyLine) in UTF-8, each line written as soon as its row is
-   * made. A staged batch waits for the previous one to be written: held as row objects, or as
-   * one string of 10,000 concatenated lines, all of it was copied by every young-generation
-   * collection meanwhile and then promoted (the collector took 19-23% of a rebuild's time).
-   * Bytes off the JS heap cost the collector nothing, and are what COPY sends anyway.
+   * The new rows as binary COPY data (copy.ts), each row written as soon as it is made. A staged
+   * batch waits for the previous one to be written: held as row objects, or as one string of
+   * 10,000 concatenated lines, all of it was copied by every young-generation collection
+   * meanwhile and then promoted (the collector took 19-23% of a rebuild's time). Bytes off the
+   * JS heap cost the collector nothing, and are what COPY sends anyway.
    */
   copy: Buffer;
   written: number;
@@ -105,7 +104,7 @@ export function chainBatch(
 ): ChainedBatch {
   const now = options.now ?? new Date();
   // Sized for ~1 KB rows (what the benchmark's events make) so that a batch rarely regrows.
-  const copy = new Utf8Sink(events.length * 1024);
+  const copy = new CopyBinaryWriter(events.length * 1024);
   let written = 0;
   const checkpoints: Checkpoint[] = [];
   const touched = new Set<string>();
@@ -130,35 +129,10 @@ export function chainBatch(
     }
     heads.set(event.tenantId, state);
     touched.add(event.tenantId);
-    copy.append(auditCopyLine(row));
+    writeAuditRecord(copy, row);
     written++;
   }
-  return { copy: copy.bytes(), written, heads: [...touched].map((t) => heads.get(t)!), checkpoints, lastPosition };
-}
-
-/** Text appended as UTF-8 to a buffer that grows by doubling. */
-class Utf8Sink {
-  private buf: Buffer;
-  private length = 0;
-
-  constructor(capacity: number) {
-    this.buf = Buffer.allocUnsafe(Math.max(capacity, 1024));
-  }
-
-  append(text: string): void {
-    // UTF-8 takes at most 3 bytes per UTF-16 code unit.
-    const need = this.length + 3 * text.length;
-    if (need > this.buf.length) {
-      const bigger = Buffer.allocUnsafe(Math.max(need, 2 * this.buf.length));
-      this.buf.copy(bigger, 0, 0, this.length);
-      this.buf = bigger;
-    }
-    this.length += this.buf.write(text, this.length, 'utf8');
-  }
-
-  bytes(): Buffer {
-    return this.buf.subarray(0, this.length);
-  }
+  return { copy: copy.finish(), written, heads: [...touched].map((t) => heads.get(t)!), checkpoints, lastPosition };
 }
 
 export async function writeChainedBatch(client: pg.ClientBase, tables: TableNames, batch: ChainedBatch): Promise<void> {
@@ -186,37 +160,13 @@ export async function applyAuditBatch(
   return { written: batch.written, lastPosition: batch.lastPosition };
 }
 
-const AUDIT_COPY_COLUMNS =
-  'tenant_id, global_position, chain_seq, stream_id, stream_position, event_id, type, schema_version, actor_kind, actor_id, ' +
-  'subject, occurred_at, recorded_at, correlation_id, causation_id, payload, hash';
-
-/** A field of COPY's text format: backslash, tab, CR and LF escaped; null as \N. */
-function copyField(v: string | null): string {
-  if (v === null) return '\\N';
-  return /[\\\t\n\r]/.test(v)
-    ? v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r')
-    : v;
-}
-
-export function auditCopyLine(r: AuditRow): string {
-  // The payload is canonical JSON: control characters are already escaped, only backslashes need doubling.
-  const payload = r.payload.includes('\\') ? r.payload.replace(/\\/g, '\\\\') : r.payload;
-  return (
-    `${copyField(r.tenantId)}\t${r.globalPosition}\t${r.chainSeq}\t${copyField(r.streamId)}\t${r.streamPosition}\t` +
-    `${copyField(r.eventId)}\t${copyField(r.type)}\t${r.schemaVersion}\t${copyField(r.actorKind)}\t${copyField(r.actorId)}\t` +
-    `${copyField(r.subject)}\t${isoTime(r.occurredAt)}\t${isoTime(r.recordedAt)}\t${copyField(r.correlationId)}\t` +
-    `${copyField(r.causationId)}\t${payload}\t\\\\x${r.hash.toString('hex')}\n`
-  );
-}
-
 /**
- * Rows go in through COPY (`copy` is auditCopyLine text): about three times the rate of an INSERT
- * from unnest'ed arrays or json_populate_recordset (measured on the audit rows), which is what a
- * rebuild of millions needs.
+ * Rows go in through COPY (`copy` is a ChainedBatch's binary COPY data): about three times the
+ * rate of an INSERT from unnest'ed arrays or json_populate_recordset (measured on the audit
+ * rows), which is what a rebuild of millions needs.
  */
 export async function copyAuditRows(client: pg.ClientBase, table: string, copy: Buffer): Promise<void> {
-  if (!copy.length) return;
-  const stream = client.query(copyFrom(`copy ${table} (${AUDIT_COPY_COLUMNS}) from stdin`));
+  const stream = client.query(copyFrom(`copy ${table} (${AUDIT_COPY_COLUMNS}) from stdin with (format binary)`));
   await pipeline(Readable.from([copy]), stream);
 }
 
