@@ -176,6 +176,7 @@ export default async function runnersBench(args: string[]): Promise<Record<strin
         KEEL_RUNNER_MAX_IN_FLIGHT: '5000',
         KEEL_RUNNER_POLL_MS: '50',
         KEEL_RUNNER_HTTP_THREAD: process.env.KEEL_RUNNER_HTTP_THREAD, // to compare: off / on
+        KEEL_RUNNER_PRIVATE_NETWORKS: 'allow', // the endpoint is on this machine
       }),
     };
     const payload = { blob: 'x'.repeat(Math.max(0, payloadBytes - 20)) };

@@ -23,6 +23,8 @@ import type { BackoffPolicy } from './retry/backoff.ts';
  *   KEEL_RUNNER_BUS_MAX_ATTEMPTS      5       a bus batch that cannot be taken in goes event by event, then to the bus dead letter
  *   KEEL_RUNNER_HTTP_THREAD           auto    on: outbound HTTP runs on a worker thread of its own; off: on the runner's
  *                                             thread; auto: on when the machine has more than one core
+ *   KEEL_RUNNER_PRIVATE_NETWORKS      auto    allow | deny calls to loopback, private and link-local addresses (SSRF
+ *                                             guard); auto: allowed in the embedded profile (a laptop), denied otherwise
  */
 export interface RunnerConfig {
   webhookTimeoutMs: number;
@@ -39,6 +41,8 @@ export interface RunnerConfig {
   busMaxAttempts: number;
   /** Outbound HTTP on a worker thread of its own. */
   httpThread: boolean;
+  /** Calls to private addresses; 'auto' is decided by the profile at start. */
+  privateNetworks: 'allow' | 'deny' | 'auto';
 }
 
 export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
@@ -75,6 +79,7 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerCo
     retentionHours: r.int('KEEL_RUNNER_RETENTION_HOURS', 24, 1, 24 * 365),
     busMaxAttempts: r.int('KEEL_RUNNER_BUS_MAX_ATTEMPTS', 5, 1, 100),
     httpThread: { on: true, off: false, auto: availableParallelism() > 1 }[r.oneOf('KEEL_RUNNER_HTTP_THREAD', ['auto', 'on', 'off'], 'auto')],
+    privateNetworks: r.oneOf('KEEL_RUNNER_PRIVATE_NETWORKS', ['auto', 'allow', 'deny'], 'auto'),
   };
   if (r.problems.length) throw new ConfigError(r.problems);
   return cfg;

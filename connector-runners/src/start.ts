@@ -109,7 +109,10 @@ export async function startRunners(
   const config = options.config ?? loadRunnerConfig();
   const logger = runtime.logger.child({ service: 'connector-runners' });
   const metrics = runnerMetrics();
-  const http = (config.httpThread ? threadHttpClient : createHttpClient)({ connectionsPerOrigin: config.perDestination });
+  const allowPrivateNetworks =
+    config.privateNetworks === 'allow' || (config.privateNetworks === 'auto' && runtime.config.profile === 'embedded');
+  const http = (config.httpThread ? threadHttpClient : createHttpClient)({ connectionsPerOrigin: config.perDestination, allowPrivateNetworks });
+  if (!allowPrivateNetworks) logger.info('outbound calls to private and local addresses are refused (KEEL_RUNNER_PRIVATE_NETWORKS)');
   const svc: RunnerServices = {
     pool: runtime.pool,
     store: runtime.store,

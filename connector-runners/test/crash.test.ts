@@ -69,6 +69,7 @@ describe('crash recovery (a real runner process killed mid-work)', () => {
         KEEL_RUNNER_WEBHOOK_TIMEOUT_MS: '1000',
         KEEL_RUNNER_STEP_TIMEOUT_MS: '1000',
         KEEL_RUNNER_POLL_MS: '20',
+        KEEL_RUNNER_PRIVATE_NETWORKS: 'allow', // the test endpoints are on this machine
       },
       stdio: ['ignore', 'ignore', 'pipe'],
     });

@@ -165,6 +165,7 @@ export function testConfig(over: Partial<RunnerConfig> = {}, env: Record<string,
     KEEL_RUNNER_POLL_MS: '20',
     KEEL_RUNNER_BREAKER_OPEN_MS: '300',
     KEEL_RUNNER_SHUTDOWN_GRACE_MS: '2000',
+    KEEL_RUNNER_PRIVATE_NETWORKS: 'allow', // the test endpoints are on this machine
     ...env,
   });
   return { ...base, ...over };

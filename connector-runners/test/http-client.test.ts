@@ -144,3 +144,38 @@ describe('HTTP client thread lifecycle', () => {
     await server.close();
   });
 });
+
+describe('private networks denied (SSRF guard)', () => {
+  it('classifies addresses', async () => {
+    const { isPrivateAddress } = await import('../src/http/destinations.ts');
+    for (const a of ['127.0.0.1', '10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', '::', 'fd00::1', 'fe80::1', '::ffff:127.0.0.1'])
+      expect(isPrivateAddress(a), a).toBe(true);
+    for (const a of ['8.8.8.8', '1.1.1.1', '172.32.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8']) expect(isPrivateAddress(a), a).toBe(false);
+  });
+
+  describe.each([
+    ['in this thread', createHttpClient],
+    ['on a worker thread', threadHttpClient],
+  ])('the client (%s)', (_name, createClient) => {
+    let server: TestServer;
+    const client = createClient({ allowPrivateNetworks: false });
+    beforeAll(async () => {
+      server = await startServer();
+      server.behave(answer(200, 'ok'));
+    });
+    afterAll(async () => {
+      await client.close();
+      await server.close();
+    });
+
+    it('refuses a name that resolves to loopback, and an IP literal, without sending anything', async () => {
+      const port = new URL(server.url).port;
+      const before = server.received.length;
+      for (const url of [`http://localhost:${port}/x`, `http://127.0.0.1:${port}/x`, `http://[::1]:${port}/x`, 'http://169.254.169.254/latest/meta-data']) {
+        const r = await client.send({ method: 'POST', url, headers: {}, body: 'x', timeoutMs: 2000 });
+        expect(r, url).toMatchObject({ kind: 'connection', code: 'DESTINATION_NOT_ALLOWED' });
+      }
+      expect(server.received.length).toBe(before);
+    });
+  });
+});

@@ -159,6 +159,20 @@ export function webhookSuite(kind: BusKind): void {
       expect(endpoint.received[1]!.at - endpoint.received[0]!.at).toBeGreaterThanOrEqual(950);
     });
 
+    it('with private networks denied, an endpoint on this machine is dead-lettered at once, never called', async () => {
+      const tenant = await createTenant(w);
+      const endpoint = await server();
+      await registerWebhook(w, tenant, endpoint.url.replace('127.0.0.1', 'localhost'));
+      await start({}, { KEEL_RUNNER_PRIVATE_NETWORKS: 'deny' });
+      await ingest(w, tenant, ['c-ssrf']);
+      const [dead] = await eventually('the dead letter', async () => {
+        const d = await eventsOfType(w, ['WebhookDeliveryDeadLettered'], tenant);
+        return d.length ? d : undefined;
+      });
+      expect((dead!.data as { reason: string }).reason).toMatch(/DESTINATION_NOT_ALLOWED: localhost resolves to (127\.0\.0\.1|::1)/);
+      expect(endpoint.received).toHaveLength(0);
+    });
+
     it('dead-letters after the last attempt, and a redrive (CLI) delivers it with the same Idempotency-Key', async () => {
       const tenant = await createTenant(w);
       const endpoint = await server(answer(500, 'broken'));

@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { Agent, request } from 'undici';
 import type { FromHttpThread, ToHttpThread } from './client-thread.ts';
+import { DESTINATION_NOT_ALLOWED, isPrivateAddress, publicOnlyLookup } from './destinations.ts';
 
 /**
  * The HTTP client every outbound call of the runners goes through (webhooks and HTTP connector
@@ -45,6 +46,11 @@ export interface HttpClientOptions {
   keepAliveTimeoutMs?: number;
   /** Answers larger than this are cut off and count as a connection failure (default 10 MiB). */
   maxResponseBytes?: number;
+  /**
+   * false: calls to loopback, private and link-local addresses fail as connection failures with
+   * code DESTINATION_NOT_ALLOWED (see destinations.ts). Default true.
+   */
+  allowPrivateNetworks?: boolean;
 }
 
 export interface HttpClient {
@@ -55,13 +61,15 @@ export interface HttpClient {
 
 export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
   const maxResponseBytes = options.maxResponseBytes ?? 10 * 2 ** 20;
+  const publicOnly = options.allowPrivateNetworks === false;
   const agent = new Agent({
     connections: options.connectionsPerOrigin ?? 64,
     keepAliveTimeout: options.keepAliveTimeoutMs ?? 10_000,
     pipelining: 1,
+    ...(publicOnly && { connect: { lookup: publicOnlyLookup as never } }),
   });
   return {
-    send: (req) => send(agent, req, maxResponseBytes),
+    send: (req) => (publicOnly ? literalRefused(req) : undefined) ?? send(agent, req, maxResponseBytes),
     close: () => agent.destroy(),
   };
 }
@@ -158,6 +166,24 @@ export function threadHttpClient(options: HttpClientOptions = {}): HttpClient {
       return closing;
     },
   };
+}
+
+/** An IP literal in the URL is connected to without a lookup: checked here instead. */
+function literalRefused(req: HttpRequest): Promise<HttpResult> | undefined {
+  let host: string;
+  try {
+    host = new URL(req.url).hostname.replace(/^\[(.*)\]$/, '$1');
+  } catch {
+    return undefined; // undici reports the bad URL
+  }
+  if (!isPrivateAddress(host)) return undefined;
+  return Promise.resolve({
+    kind: 'connection',
+    code: DESTINATION_NOT_ALLOWED,
+    error: `${DESTINATION_NOT_ALLOWED}: ${host} is a private or local address; outbound calls there are not allowed`,
+    latencyMs: 0,
+    requestBytes: 0,
+  });
 }
 
 async function send(agent: Agent, req: HttpRequest, maxResponseBytes: number): Promise<HttpResult> {

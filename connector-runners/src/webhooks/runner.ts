@@ -8,6 +8,7 @@ import {
   type StreamAppend,
 } from '@keel/shared-events';
 import type pg from 'pg';
+import { DESTINATION_NOT_ALLOWED } from '../http/destinations.ts';
 import { failpoint } from '../failpoints.ts';
 import { headerValue } from '../http/client.ts';
 import { deliveryIdOf, outcomeEventId } from '../ids.ts';
@@ -454,6 +455,8 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
     });
     if (!result.ran) return defer(row, result.retryAt);
     const res = result.value;
+    // Not a passing failure: the endpoint's address is refused (KEEL_RUNNER_PRIVATE_NETWORKS).
+    if (res.kind === 'connection' && res.code === DESTINATION_NOT_ALLOWED) return deadLetter(row, res.error.slice(0, 500));
     if (res.kind === 'response' && res.status >= 200 && res.status < 300) {
       svc.metrics.webhookOutcomes.inc({ outcome: 'succeeded' });
       svc.metrics.webhookLag.observe((Date.now() - row.event_recorded_at.getTime()) / 1000);
