@@ -319,10 +319,19 @@ export async function rebuildProjection(
     }
 
     progress('indexing');
-    // Sorting millions of keys: give the index builds room (this session only).
-    await client.query(`set maintenance_work_mem = '512MB'`);
-    for (const t of applier.deferIndexes) await createShadowIndexes(client, t);
-    await client.query('reset maintenance_work_mem');
+    if (applier.deferIndexes.length) {
+      // A second session builds indexes alongside this one (see createShadowIndexes).
+      const helper = await runtime.pool.connect();
+      try {
+        // Sorting millions of keys: give the index builds room (these sessions only).
+        for (const c of [client, helper]) await c.query(`set maintenance_work_mem = '512MB'`);
+        for (const t of applier.deferIndexes) await createShadowIndexes([client, helper], t);
+        await client.query('reset maintenance_work_mem');
+      } finally {
+        await helper.query('reset maintenance_work_mem').catch(() => undefined);
+        helper.release();
+      }
+    }
 
     progress('swapping');
     await withTx(client, async () => {

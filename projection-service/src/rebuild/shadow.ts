@@ -58,11 +58,19 @@ export async function createShadow(client: Client, table: string, withIndexes: b
       `grant ${g.privilege_type} on ${shadow} to ${g.grantee === 'PUBLIC' ? 'public' : ident(g.grantee)}`,
     );
   }
-  if (withIndexes) await createShadowIndexes(client, table);
+  if (withIndexes) await createShadowIndexes([client], table);
 }
 
-/** Adds the live table's keys and indexes to its shadow, named `<name>__rebuild` (those missing). */
-export async function createShadowIndexes(client: Client, table: string): Promise<void> {
+/**
+ * Adds the live table's keys and indexes to its shadow, named `<name>__rebuild` (those missing).
+ * Keys go first, one at a time (adding one locks the table); the plain indexes are then built
+ * side by side on all the given clients (CREATE INDEX locks only against writes): one build
+ * leaves a core idle while it sorts or writes. Measured at 333k audit rows on 2 cores (noisy,
+ * another benchmark running): key + five indexes 3.3 s -> 3.0 s (mean of three runs each); the
+ * five indexes alone 2.8 s -> 2.2 s.
+ */
+export async function createShadowIndexes(clients: Client[], table: string): Promise<void> {
+  const client = clients[0]!;
   const live = ident(table);
   const shadow = ident(table + SHADOW_SUFFIX);
   const constraints = await client.query(
@@ -87,14 +95,21 @@ export async function createShadowIndexes(client: Client, table: string): Promis
       order by i.relname`,
     [live],
   );
+  const todo: string[] = [];
   for (const ix of indexes.rows) {
     const m = /^(CREATE (?:UNIQUE )?INDEX )(\S+)( ON (?:ONLY )?)(\S+)( .*)$/s.exec(ix.def as string);
     if (!m) throw new Error(`cannot copy index definition: ${ix.def}`);
     const tableRef = m[4]!.includes('.') ? `${m[4]!.split('.')[0]}.${shadow}` : shadow;
     const name = ident(ix.name + SHADOW_SUFFIX);
     const exists = await client.query('select to_regclass($1) is not null as exists', [name]);
-    if (!exists.rows[0]?.exists) await client.query(`${m[1]}${name}${m[3]}${tableRef}${m[5]}`);
+    if (!exists.rows[0]?.exists) todo.push(`${m[1]}${name}${m[3]}${tableRef}${m[5]}`);
   }
+  // Each client takes the next index when done with its last; the first failure fails the whole.
+  await Promise.all(
+    clients.map(async (c) => {
+      for (let sql = todo.shift(); sql !== undefined; sql = todo.shift()) await c.query(sql);
+    }),
+  );
 }
 
 /**
