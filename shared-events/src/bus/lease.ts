@@ -140,10 +140,16 @@ export function createLease(options: LeaseOptions): Lease {
     checkpoint: async (position) => {
       const token = fencing;
       if (token === undefined) return false;
+      // Without waiting for the WAL flush: a checkpoint lost in a database crash (the last few
+      // hundred ms of them) only delivers the batches after the previous one again, which
+      // at-least-once delivery allows and every consumer absorbs (projectors by position, runners
+      // by idempotency keys). Waiting for the flush put a disk sync into every relay/bus cycle,
+      // between one batch and the next: end-to-end latency.
       const r = await pool.query(
         `update keel_bus_checkpoints
             set position = $4, lease_expires_at = now() + $5 * interval '1 millisecond', updated_at = now()
-          where name = $1 and holder = $2 and fencing = $3`,
+          where name = $1 and holder = $2 and fencing = $3
+            and (select set_config('synchronous_commit', 'off', true)) = 'off'`,
         [name, holder, token, position, ttlMs],
       );
       if (r.rowCount === 1) {
