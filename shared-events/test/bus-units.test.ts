@@ -165,3 +165,23 @@ describe('runner handler', () => {
     expect(calls).toBe(0);
   });
 });
+
+describe('cachingDefaultPartitioner', async () => {
+  const { cachingDefaultPartitioner, Partitioners } = await import('../src/bus/kafka/client.ts');
+  const meta = (n: number) => Array.from({ length: n }, (_, partitionId) => ({ partitionId, partitionErrorCode: 0, leader: 0, replicas: [0], isr: [0] }));
+  it('maps every key to the partition kafkajs DefaultPartitioner picks, across partition counts', () => {
+    const reference = Partitioners.DefaultPartitioner();
+    const cached = cachingDefaultPartitioner();
+    for (const n of [12, 12, 7, 1, 24]) {
+      for (let i = 0; i < 500; i++) {
+        const key = i % 3 === 0 ? `0190${i.toString(16)}-tenant-é-${i}` : i % 3 === 1 ? Buffer.from(`k${i}`) : `k${i}`;
+        const args = { topic: 't', partitionMetadata: meta(n), message: { key, value: null } };
+        const want = reference(args);
+        expect(cached(args)).toBe(want);
+        expect(cached(args)).toBe(want); // from the cache
+      }
+    }
+    // an explicit partition wins, as in kafkajs
+    expect(cached({ topic: 't', partitionMetadata: meta(12), message: { key: 'x', partition: 5, value: null } })).toBe(5);
+  });
+});

@@ -4,7 +4,7 @@ export { createBus, busKindFor, busMigrations } from './create.ts';
 export type { CreateBusOptions } from './create.ts';
 export { createKafkaBus } from './kafka/bus.ts';
 export type { KafkaBus, KafkaBusOptions } from './kafka/bus.ts';
-export { createKafkaClient, ensureTopics } from './kafka/client.ts';
+export { cachingDefaultPartitioner, createKafkaClient, ensureTopics } from './kafka/client.ts';
 export type { KafkaClientOptions, EnsureTopicsOptions } from './kafka/client.ts';
 export {
   EVENTS_TOPIC,

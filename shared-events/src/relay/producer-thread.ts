@@ -5,7 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Producer } from 'kafkajs';
 import pino from 'pino';
-import { createKafkaClient, Partitioners } from '../bus/kafka/client.ts';
+import { cachingDefaultPartitioner, createKafkaClient } from '../bus/kafka/client.ts';
 import { chunkMessages, type FromProducerThread, type ToProducerThread } from './producer.ts';
 
 const { brokers, clientId, logLevel } = workerData as { brokers: string[]; clientId: string; logLevel: string };
@@ -25,7 +25,7 @@ const connect = async (): Promise<Producer> => {
     idempotent: true,
     maxInFlightRequests: 1,
     allowAutoTopicCreation: false,
-    createPartitioner: Partitioners.DefaultPartitioner,
+    createPartitioner: cachingDefaultPartitioner,
   });
   await p.connect();
   producer = p;

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { IHeaders, Kafka, Message, Producer } from 'kafkajs';
 import type { Logger } from 'pino';
-import { Partitioners } from '../bus/kafka/client.ts';
+import { cachingDefaultPartitioner } from '../bus/kafka/client.ts';
 import { HEADERS } from '../bus/kafka/messages.ts';
 
 /**
@@ -57,7 +57,7 @@ function newProducer(kafka: Kafka): Producer {
     idempotent: true,
     maxInFlightRequests: 1,
     allowAutoTopicCreation: false,
-    createPartitioner: Partitioners.DefaultPartitioner,
+    createPartitioner: cachingDefaultPartitioner,
   });
 }
 

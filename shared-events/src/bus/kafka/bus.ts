@@ -4,7 +4,7 @@ import { defaultEventCodec } from '../../codec/avro.ts';
 import { UnknownSchemaError } from '../../codec/errors.ts';
 import type { RecordedEvent } from '../../envelope.ts';
 import type { BusConsumer, ConsumeOptions, DeadLetter, EventBus } from '../port.ts';
-import { createKafkaClient, defaultLogger, ensureTopics, KafkaJSError, Partitioners } from './client.ts';
+import { cachingDefaultPartitioner, createKafkaClient, defaultLogger, ensureTopics, KafkaJSError } from './client.ts';
 import {
   DEAD_LETTER_TOPIC,
   EVENTS_TOPIC,
@@ -86,7 +86,7 @@ export function createKafkaBus(options: KafkaBusOptions): KafkaBus {
         idempotent: true,
         maxInFlightRequests: 1,
         allowAutoTopicCreation: false,
-        createPartitioner: Partitioners.DefaultPartitioner,
+        createPartitioner: cachingDefaultPartitioner,
       });
       await p.connect();
       return p;
