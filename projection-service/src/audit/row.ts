@@ -152,11 +152,18 @@ export const CSV_COLUMNS = [
   'hash',
 ] as const;
 
+/**
+ * A cell that starts with = + - @ (or a tab / CR) is a formula to a spreadsheet: a correlation id
+ * or actor id chosen by a caller could run one when an auditor opens the export (CSV injection).
+ * Such a cell gets a leading apostrophe, which spreadsheets show as text; NDJSON stays verbatim.
+ */
 function csvField(v: string): string {
+  const c = v.charCodeAt(0);
+  if (c === 0x3d || c === 0x2b || c === 0x2d || c === 0x40 || c === 0x09 || c === 0x0d) v = `'${v}`;
   return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
 }
 
-/** RFC 4180 line (CRLF). Values are exported verbatim, payload as its stored JSON text. */
+/** RFC 4180 line (CRLF). Values are exported as stored (payload as its JSON text), formula-looking cells guarded (above). */
 export function toCsvLine(row: AuditRow): string {
   const item = itemWithoutPayload(row);
   const values: string[] = [
