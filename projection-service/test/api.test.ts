@@ -67,6 +67,10 @@ describe('read-side HTTP API', () => {
         'corr,"quoted"',
       ),
     ]);
+    // A correlation id a spreadsheet would run as a formula: the CSV export guards it.
+    await env.store.appendToStream(streamName('record', t.tenantId, 'tricky-2'), [
+      record(t.tenantId, 'tricky', '2', { n: 2 }, '=HYPERLINK("http://evil","x")'),
+    ]);
     bus = createPostgresBus({ store: env.store, pool: env.pool, logger: testLogger, pollIntervalMs: 10 });
     projectors = await startProjectors(env.runtime, bus, { config: env.config });
     await waitForProjection(env, 'audit');
@@ -165,6 +169,8 @@ describe('read-side HTTP API', () => {
       const csv = await get(`${base()}/audit/export?format=csv`);
       expect(csv.body).toBe(CSV_HEADER + rows.map(toCsvLine).join(''));
       expect(nd.body).toContain('"correlationId":"corr,\\"quoted\\""');
+      expect(csv.body).toContain(`"'=HYPERLINK(""http://evil"",""x"")"`);
+      expect(nd.body).toContain('"correlationId":"=HYPERLINK(\\"http://evil\\",\\"x\\")"');
     });
 
     it('pages a time window newest first by recorded time, with cursors', async () => {

@@ -125,9 +125,16 @@ const NDJSON_LINE = `'{"position":' || global_position || ',"chainSeq":' || chai
   || '","correlationId":' || ${jstr('correlation_id')} || ',"causationId":' || ${jstr('causation_id')}
   || ',"hash":"' || encode(hash, 'hex') || '","payload":' || payload::text || E'}\\n'`;
 
-/** RFC 4180 field: quoted (quotes doubled) when it holds a comma, quote, CR or LF. */
-const csv = (expr: string) =>
-  `(case when ${expr} ~ '[",\\r\\n]' then '"' || replace(${expr}, '"', '""') || '"' else ${expr} end)`;
+/**
+ * RFC 4180 field: quoted (quotes doubled) when it holds a comma, quote, CR or LF; a leading
+ * = + - @ tab or CR gets an apostrophe first (a spreadsheet would run it as a formula: row.ts).
+ */
+const guarded = (expr: string) =>
+  `(case when left(${expr}, 1) in ('=', '+', '-', '@', chr(9), chr(13)) then '''' || ${expr} else ${expr} end)`;
+const csv = (expr: string) => {
+  const g = guarded(expr);
+  return `(case when ${g} ~ '[",\\r\\n]' then '"' || replace(${g}, '"', '""') || '"' else ${g} end)`;
+};
 const CSV_LINE =
   [
     'global_position::text',
