@@ -124,6 +124,11 @@ describe('rebuilding projections', () => {
     await rebuildProjection(env.runtime, 'audit');
     await rebuildProjection(env.runtime, 'dashboard');
     expect({ audit: await dump('audit'), dashboard: await dump('dashboard') }).toEqual(mixed);
+    // The swapped-in tables come with planner statistics (ANALYZE before the swap).
+    const analyzed = await env.pool.query<{ relname: string }>(
+      `select relname from pg_stat_user_tables where relname in ('audit_events', 'audit_chain_heads') and last_analyze is not null`,
+    );
+    expect(analyzed.rows.map((r) => r.relname).sort()).toEqual(['audit_chain_heads', 'audit_events']);
   });
 
   it('an interrupted rebuild leaves the live model serving and resumes where it stopped', async () => {

@@ -6,7 +6,7 @@ import type { HeadState } from '../audit/store.ts';
 import { applyDashboardBatch } from '../dashboard/store.ts';
 import { SHADOW_SUFFIX, isProjectionName, projectionTables, tableNames } from '../db/schema.ts';
 import type { ProjectionName, TableNames } from '../db/schema.ts';
-import { createShadow, createShadowIndexes, dropShadow, shadowExists, swapShadow } from './shadow.ts';
+import { analyzeShadow, createShadow, createShadowIndexes, dropShadow, shadowExists, swapShadow } from './shadow.ts';
 
 /**
  * Rebuild a projection: replay the store from position 0 into shadow tables while the live model
@@ -332,6 +332,8 @@ export async function rebuildProjection(
         helper.release();
       }
     }
+
+    for (const t of applier.lockOrder) await analyzeShadow(client, t);
 
     progress('swapping');
     await withTx(client, async () => {

@@ -143,3 +143,12 @@ export async function swapShadow(client: Client, table: string): Promise<void> {
 export async function dropShadow(client: Client, table: string): Promise<void> {
   await client.query(`drop table if exists ${ident(table + SHADOW_SUFFIX)}`);
 }
+
+/**
+ * Planner statistics for a shadow before it is swapped in. A new table has none until autovacuum
+ * comes by, and until then the planner guesses: an audit export from a freshly rebuilt table ran
+ * at 10-13k rows/s against 72k after ANALYZE (measured at 333k events; ANALYZE took ~0.6 s).
+ */
+export async function analyzeShadow(client: Client, table: string): Promise<void> {
+  await client.query(`analyze ${ident(table + SHADOW_SUFFIX)}`);
+}
