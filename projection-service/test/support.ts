@@ -63,6 +63,9 @@ export async function testEnv(prefix = 'proj', overrides: Partial<ProjectionConf
   const url = await freshDatabase(prefix);
   await runMigrations(url, [storeMigrations, busMigrations, authMigrations, ...projectionServiceMigrations]);
   const pool = new pg.Pool({ connectionString: url, max: 10 });
+  // pool.end() resolves before its sockets are closed; the forced drop of the test database at the
+  // end of the file may still reach one of them (57P01), which without a listener is an unhandled error.
+  pool.on('error', () => undefined);
   const registry = createSchemaRegistry();
   const store = getPostgreSQLEventStore({ connectionString: url, registry, logger: testLogger });
   const closers: (() => Promise<void>)[] = [];
