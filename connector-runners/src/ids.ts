@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * Deterministic ids. Whatever a runner derives from the same inputs is the same after a crash,
@@ -11,8 +11,8 @@ import { createHash } from 'node:crypto';
  * run's start), which keeps these ids roughly time-ordered, so their unique indexes stay cheap.
  */
 export function derivedUuid(ms: number, ...parts: string[]): string {
-  const h = createHash('sha256').update(parts.join('\u0000')).digest();
-  const b = Buffer.alloc(16);
+  const h = hash('sha256', parts.join('\u0000'), 'buffer');
+  const b = Buffer.allocUnsafe(16);
   const t = Math.max(0, Math.floor(ms));
   b[0] = Math.floor(t / 2 ** 40) & 0xff;
   b[1] = Math.floor(t / 2 ** 32) & 0xff;

@@ -9,8 +9,7 @@ export const SIGNATURE_HEADER = 'Keel-Signature';
 
 export function computeSignature(secret: string | Buffer, timestamp: number, rawBody: string | Buffer): string {
   const h = createHmac('sha256', secret);
-  h.update(`${timestamp}.`);
-  h.update(rawBody);
+  h.update(typeof rawBody === 'string' ? `${timestamp}.${rawBody}` : Buffer.concat([Buffer.from(`${timestamp}.`), rawBody]));
   return h.digest('hex');
 }
 
