@@ -282,7 +282,23 @@ export async function waitForProjection(
                        (select position from keel_bus_checkpoints where name = 'group:' || $1)) as p`,
       [projectorGroup[projection]],
     );
-    if (Number(r.rows[0]?.p ?? 0) >= target) return;
+    // On Kafka each tenant's events travel their own partition: the newest position reached by one
+    // tenant says nothing of the others. The audit projector takes every event, so there each
+    // tenant's own position must reach that tenant's last event up to the target.
+    const lagging =
+      projection === 'audit' && position === undefined
+        ? (
+            await env.pool.query(
+              `select count(*)::int as n
+                 from (select tenant_id, max(global_position) as last from keel_events where global_position <= $2 group by tenant_id) e
+                 left join keel_projector_positions p on p.projector = $1 and p.tenant_id = e.tenant_id
+                where coalesce(p.position, 0) < e.last
+                  and coalesce((select position from keel_bus_checkpoints where name = 'group:' || $1), 0) < $2`,
+              [projectorGroup[projection], target],
+            )
+          ).rows[0].n
+        : 0;
+    if (Number(r.rows[0]?.p ?? 0) >= target && lagging === 0) return;
     if (Date.now() > deadline) throw new Error(`${projection} did not reach ${target} (at ${r.rows[0]?.p})`);
     await new Promise((res) => setTimeout(res, 20));
   }
