@@ -17,6 +17,7 @@ export * from './bus/index.ts';
 export * from './relay/index.ts';
 export * from './auth/index.ts';
 export * from './crypto/index.ts';
+export { startTsWorker } from './threads/ts-worker.ts';
 export { createBaseApp, getOrCreateHistogram, getOrCreateCounter } from './http/app.ts';
 export type { BaseAppOptions, ReadinessCheck, ReadinessRegistry } from './http/app.ts';
 export { getPostgreSQLEventStore, storeMigrations } from './store/postgres/index.ts';

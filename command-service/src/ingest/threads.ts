@@ -1,5 +1,5 @@
-import { Worker } from 'node:worker_threads';
-import { HttpError } from '@keel/shared-events';
+import type { Worker } from 'node:worker_threads';
+import { HttpError, startTsWorker } from '@keel/shared-events';
 import type { Logger } from 'pino';
 import type { FromIngestThread, IngestJobStart, IngestThreadData, ToIngestThread } from './thread.ts';
 import type { IngestOutcome } from './run.ts';
@@ -46,7 +46,7 @@ export function createIngestThreads(options: { count: number; data: IngestThread
   let closing = false;
 
   const spawn = (slot: number): Thread => {
-    const worker = new Worker(new URL('./thread-entry.mjs', import.meta.url), { workerData: options.data });
+    const worker = startTsWorker(new URL('./thread.ts', import.meta.url), { workerData: options.data });
     const t: Thread = { worker, jobs: new Map() };
     const fail = (why: string) => {
       if (threads[slot] === t) threads[slot] = undefined;

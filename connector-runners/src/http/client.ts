@@ -1,4 +1,5 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startTsWorker } from '@keel/shared-events';
 import { Agent, request } from 'undici';
 import type { FromHttpThread, ToHttpThread } from './client-thread.ts';
 import { DESTINATION_NOT_ALLOWED, isPrivateAddress, publicOnlyLookup } from './destinations.ts';
@@ -99,7 +100,7 @@ export function threadHttpClient(options: HttpClientOptions = {}): HttpClient {
 
   const start = (): Worker => {
     if (worker) return worker;
-    const w = new Worker(new URL('./client-thread-entry.mjs', import.meta.url), { workerData: options });
+    const w = startTsWorker(new URL('./client-thread.ts', import.meta.url), { workerData: options });
     w.on('message', (m: FromHttpThread) => {
       if (!('results' in m)) return;
       for (const { id, result } of m.results) {

@@ -1,4 +1,5 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startTsWorker } from '../threads/ts-worker.ts';
 import type { IHeaders, Kafka, Message, Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import { cachingDefaultPartitioner } from '../bus/kafka/client.ts';
@@ -145,7 +146,7 @@ export function threadProducer(options: { brokers: string[]; clientId: string; l
 
   const start = (): Worker => {
     if (worker) return worker;
-    const w = new Worker(new URL('./producer-thread-entry.mjs', import.meta.url), {
+    const w = startTsWorker(new URL('./producer-thread.ts', import.meta.url), {
       workerData: { brokers: options.brokers, clientId: options.clientId, logLevel: options.logger.level },
     });
     w.on('message', (m: FromProducerThread) => {

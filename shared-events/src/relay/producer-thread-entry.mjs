@@ -1,7 +1,0 @@
-// Entry of the relay's producer thread. Plain JavaScript, so the thread starts without a
-// TypeScript loader whoever started the process (tsx, vitest, node); it then registers tsx for
-// this thread and loads the TypeScript worker.
-import { register } from 'tsx/esm/api';
-
-register();
-await import('./producer-thread.ts');
