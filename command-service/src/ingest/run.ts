@@ -1,8 +1,9 @@
 import type { Actor, EventStore, NewEvent, StreamAppend } from '@keel/shared-events';
 import { HttpError } from '@keel/shared-events';
+import { idempotentEventId } from '../app/idempotency.ts';
 import type { CommandServiceConfig } from '../config.ts';
 import { fastUuidv7 } from './ids.ts';
-import { BodyTooLargeError } from './ndjson.ts';
+import { BodyTooLargeError, ndjsonLines } from './ndjson.ts';
 import { parseRecordLine, recordEvent, validateRecord, type RecordRejection, type RecordResult } from './records.ts';
 
 /**
@@ -26,18 +27,29 @@ export interface IngestContext {
   ingest: CommandServiceConfig['ingest'];
 }
 
-export interface IngestJobOptions {
+/** An NDJSON body as ingest items, within the configured body and record limits. */
+export function ndjsonItems(
+  body: AsyncIterable<Buffer>,
+  ingest: CommandServiceConfig['ingest'],
+): AsyncIterable<IngestItem> {
+  return ndjsonLines(body, { maxBytes: ingest.maxBytes, maxLineBytes: ingest.maxRecordBytes });
+}
+
+/** One request's records: whose, by whom, and how their event ids are made. */
+export interface IngestJob {
   tenantId: string;
   actor: Actor;
   correlationId: string;
-  eventIdFor?: (index: number) => string;
+  /** With an Idempotency-Key, event ids derive from it and the record index (idempotentEventId). */
+  idempotency?: { at: number; scope: string; key: string };
 }
 
 export async function runIngest(
   ctx: IngestContext,
   items: AsyncIterable<IngestItem>,
-  o: IngestJobOptions,
+  o: IngestJob,
 ): Promise<IngestOutcome> {
+  const idem = o.idempotency;
   const { batchSize, maxRejectedListed, maxRecordBytes } = ctx.ingest;
   const out: IngestOutcome = { accepted: 0, rejected: [], rejectedCount: 0, globalPosition: 0 };
   let batch = new Map<string, NewEvent[]>();
@@ -91,7 +103,7 @@ export async function runIngest(
         actor: o.actor,
         receivedVia: 'api',
         correlationId: o.correlationId,
-        eventId: o.eventIdFor ? o.eventIdFor(i) : fastUuidv7(),
+        eventId: idem ? idempotentEventId(idem.at, idem.scope, idem.key, i) : fastUuidv7(),
       });
       const list = batch.get(streamId);
       if (list) list.push(event);

@@ -3,17 +3,9 @@
  * running runIngest on NDJSON bodies whose bytes the request thread forwards as they arrive.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import {
-  createSchemaRegistry,
-  getPostgreSQLEventStore,
-  HttpError,
-  type Actor,
-  type EventStore,
-} from '@keel/shared-events';
-import { idempotentEventId } from '../app/idempotency.ts';
+import { createSchemaRegistry, getPostgreSQLEventStore, HttpError, type EventStore } from '@keel/shared-events';
 import type { CommandServiceConfig } from '../config.ts';
-import { ndjsonLines } from './ndjson.ts';
-import { runIngest, type IngestOutcome } from './run.ts';
+import { ndjsonItems, runIngest, type IngestJob, type IngestOutcome } from './run.ts';
 
 export interface IngestThreadData {
   databaseUrl: string;
@@ -21,16 +13,8 @@ export interface IngestThreadData {
   ingest: CommandServiceConfig['ingest'];
 }
 
-export interface IngestJobStart {
-  tenantId: string;
-  actor: Actor;
-  correlationId: string;
-  /** Event ids derived from an Idempotency-Key: idempotentEventId(at, scope, key, index). */
-  idempotency?: { at: number; scope: string; key: string };
-}
-
 export type ToIngestThread =
-  | { op: 'start'; job: number; start: IngestJobStart }
+  | { op: 'start'; job: number; start: IngestJob }
   | { op: 'chunk'; job: number; bytes: Uint8Array }
   | { op: 'end'; job: number }
   /** The body could not be read to its end (the client went away): the job stops like a failed read. */
@@ -94,7 +78,7 @@ class ChunkQueue implements AsyncIterable<Buffer> {
 
 const jobs = new Map<number, ChunkQueue>();
 
-async function run(job: number, start: IngestJobStart, body: ChunkQueue): Promise<void> {
+async function run(job: number, start: IngestJob, body: ChunkQueue): Promise<void> {
   const batches: { seconds: number; appended: number }[] = [];
   const measured = {
     async appendBatch(appends: Parameters<EventStore['appendBatch']>[0]) {
@@ -104,18 +88,8 @@ async function run(job: number, start: IngestJobStart, body: ChunkQueue): Promis
       return r;
     },
   };
-  const idem = start.idempotency;
   try {
-    const outcome = await runIngest(
-      { store: measured, ingest: data.ingest },
-      ndjsonLines(body, { maxBytes: data.ingest.maxBytes, maxLineBytes: data.ingest.maxRecordBytes }),
-      {
-        tenantId: start.tenantId,
-        actor: start.actor,
-        correlationId: start.correlationId,
-        ...(idem && { eventIdFor: (i: number) => idempotentEventId(idem.at, idem.scope, idem.key, i) }),
-      },
-    );
+    const outcome = await runIngest({ store: measured, ingest: data.ingest }, ndjsonItems(body, data.ingest), start);
     post({ op: 'done', job, outcome, batches });
   } catch (e) {
     const err =

@@ -1,8 +1,8 @@
 import type { Worker } from 'node:worker_threads';
 import { HttpError, startTsWorker } from '@keel/shared-events';
 import type { Logger } from 'pino';
-import type { FromIngestThread, IngestJobStart, IngestThreadData, ToIngestThread } from './thread.ts';
-import type { IngestOutcome } from './run.ts';
+import type { FromIngestThread, IngestThreadData, ToIngestThread } from './thread.ts';
+import type { IngestJob, IngestOutcome } from './run.ts';
 
 /**
  * NDJSON ingest on worker threads. Parsing, validating and encoding a record costs ~30 µs of CPU
@@ -18,7 +18,7 @@ import type { IngestOutcome } from './run.ts';
  */
 export interface IngestThreads {
   run(
-    start: IngestJobStart,
+    start: IngestJob,
     body: AsyncIterable<Buffer>,
   ): Promise<{ outcome: IngestOutcome; batches: { seconds: number; appended: number }[] }>;
   close(): Promise<void>;

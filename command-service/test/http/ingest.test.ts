@@ -165,12 +165,11 @@ describe('ingest idempotency', () => {
     expect(begun.kind).toBe('new');
     await t.runtime.pool.query(`update keel_idempotency set locked_until = now() - interval '1 second' where key = 'crash-1'`);
     const { runIngest } = await import('../../src/ingest/run.ts');
-    const { idempotentEventId } = await import('../../src/app/idempotency.ts');
     const at = (begun as { createdAt: Date }).createdAt.getTime();
     async function* firstHalf() {
       for (const r of records.slice(0, 250)) yield { kind: 'value' as const, value: r };
     }
-    await runIngest({ store: t.svc.store, ingest: t.svc.config.ingest }, firstHalf(), { tenantId, actor: { kind: 'apiKey', id: 'x' }, correlationId: 'c', eventIdFor: (i) => idempotentEventId(at, `${tenantId}:ingest`, 'crash-1', i) });
+    await runIngest({ store: t.svc.store, ingest: t.svc.config.ingest }, firstHalf(), { tenantId, actor: { kind: 'apiKey', id: 'x' }, correlationId: 'c', idempotency: { at, scope: `${tenantId}:ingest`, key: 'crash-1' } });
     const mid = await t.head();
     const retry = await ingest(ndjson(records), 'application/x-ndjson', { 'idempotency-key': 'crash-1' });
     expect(retry.statusCode).toBe(200);

@@ -2,9 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { HttpError, principalOf } from '@keel/shared-events';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { loadWritableTenant } from '../../app/handle-command.ts';
-import { idempotentEventId } from '../../app/idempotency.ts';
-import { ndjsonLines } from '../../ingest/ndjson.ts';
-import { runIngest, type IngestItem, type IngestOutcome, type IngestJobOptions } from '../../ingest/run.ts';
+import { ndjsonItems, runIngest, type IngestItem, type IngestJob, type IngestOutcome } from '../../ingest/run.ts';
 import { security, tenantParams, writeErrors, writeHeaders } from '../schemas.ts';
 import { limiterKey, type CommandService } from '../service.ts';
 
@@ -38,7 +36,10 @@ const outcomeSchema = {
       },
     },
     rejectedCount: { type: 'integer' },
-    globalPosition: { type: 'integer', description: 'position of the last stored record; pass as minPosition to the read side' },
+    globalPosition: {
+      type: 'integer',
+      description: 'position of the last stored record; pass as minPosition to the read side',
+    },
   },
 } as const;
 
@@ -63,11 +64,7 @@ async function* tap(src: AsyncIterable<Buffer>, hash: Hash): AsyncGenerator<Buff
 
 async function* itemsOf(req: FastifyRequest, svc: CommandService, hash: Hash): AsyncGenerator<IngestItem> {
   if (isNdjson(req)) {
-    const lines = ndjsonLines(tap(req.body as AsyncIterable<Buffer>, hash), {
-      maxBytes: svc.config.ingest.maxBytes,
-      maxLineBytes: svc.config.ingest.maxRecordBytes,
-    });
-    for await (const l of lines) yield l;
+    yield* ndjsonItems(tap(req.body as AsyncIterable<Buffer>, hash), svc.config.ingest);
     return;
   }
   const body = req.body as unknown[];
@@ -80,15 +77,9 @@ function isNdjson(req: FastifyRequest): boolean {
 }
 
 /** Runs one request's ingest, on an ingest thread for NDJSON when the service has them. */
-async function ingest(
-  req: FastifyRequest,
-  svc: CommandService,
-  hash: Hash,
-  job: Omit<IngestJobOptions, 'eventIdFor'>,
-  idempotency?: { at: number; scope: string; key: string },
-): Promise<IngestOutcome> {
+async function ingest(req: FastifyRequest, svc: CommandService, hash: Hash, job: IngestJob): Promise<IngestOutcome> {
   if (svc.ingestThreads && isNdjson(req)) {
-    const { outcome, batches } = await svc.ingestThreads.run({ ...job, ...(idempotency && { idempotency }) }, tap(req.body as AsyncIterable<Buffer>, hash));
+    const { outcome, batches } = await svc.ingestThreads.run(job, tap(req.body as AsyncIterable<Buffer>, hash));
     // what the instrumented store records for appends made on this thread
     for (const b of batches) {
       svc.metrics.appendDuration.observe({ kind: 'batch' }, b.seconds);
@@ -96,8 +87,7 @@ async function ingest(
     }
     return outcome;
   }
-  const eventIdFor = idempotency && ((i: number) => idempotentEventId(idempotency.at, idempotency.scope, idempotency.key, i));
-  return runIngest({ store: svc.store, ingest: svc.config.ingest }, itemsOf(req, svc, hash), { ...job, ...(eventIdFor && { eventIdFor }) });
+  return runIngest({ store: svc.store, ingest: svc.config.ingest }, itemsOf(req, svc, hash), job);
 }
 
 export async function ingestRoutes(app: FastifyInstance, svc: CommandService): Promise<void> {
@@ -113,7 +103,9 @@ export async function ingestRoutes(app: FastifyInstance, svc: CommandService): P
   const contentLengthCheck = async (req: FastifyRequest) => {
     const len = Number(req.headers['content-length'] ?? 0);
     if (len > svc.config.ingest.maxBytes)
-      throw new HttpError('PAYLOAD_TOO_LARGE', 413, `the body exceeds ${svc.config.ingest.maxBytes} bytes`, { limit: svc.config.ingest.maxBytes });
+      throw new HttpError('PAYLOAD_TOO_LARGE', 413, `the body exceeds ${svc.config.ingest.maxBytes} bytes`, {
+        limit: svc.config.ingest.maxBytes,
+      });
   };
 
   app.post<{ Params: { tenantId: string } }>(
@@ -153,17 +145,35 @@ export async function ingestRoutes(app: FastifyInstance, svc: CommandService): P
       if (key) {
         const begun = await svc.idempotency.begin(scope, key, null);
         if (begun.kind === 'inProgress')
-          throw new HttpError('IDEMPOTENCY_KEY_IN_USE', 409, 'a request with this Idempotency-Key is still being processed');
+          throw new HttpError(
+            'IDEMPOTENCY_KEY_IN_USE',
+            409,
+            'a request with this Idempotency-Key is still being processed',
+          );
         if (begun.kind === 'replay') {
           for await (const _ of itemsOf(req, svc, hash)); // read the body only to compare it
           if (hash.digest('hex') !== begun.requestHash)
-            throw new HttpError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with another request body');
-          return reply.status(begun.status).header('idempotent-replayed', 'true').type('application/json').send(begun.body);
+            throw new HttpError(
+              'IDEMPOTENCY_KEY_REUSED',
+              422,
+              'this Idempotency-Key was used with another request body',
+            );
+          return reply
+            .status(begun.status)
+            .header('idempotent-replayed', 'true')
+            .type('application/json')
+            .send(begun.body);
         }
-        if (begun.kind === 'mismatch') throw new HttpError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with another request body');
+        if (begun.kind === 'mismatch')
+          throw new HttpError('IDEMPOTENCY_KEY_REUSED', 422, 'this Idempotency-Key was used with another request body');
         const at = begun.createdAt.getTime();
         try {
-          outcome = await ingest(req, svc, hash, { tenantId, actor: principal.actor, correlationId: req.correlationId }, { at, scope, key });
+          outcome = await ingest(req, svc, hash, {
+            tenantId,
+            actor: principal.actor,
+            correlationId: req.correlationId,
+            idempotency: { at, scope, key },
+          });
         } catch (e) {
           await svc.idempotency.release(scope, key).catch(() => undefined);
           throw e;
