@@ -22,5 +22,6 @@ export { createBaseApp, getOrCreateHistogram, getOrCreateCounter } from './http/
 export type { BaseAppOptions, ReadinessCheck, ReadinessRegistry } from './http/app.ts';
 export { getPostgreSQLEventStore, storeMigrations } from './store/postgres/index.ts';
 export type { PostgreSQLEventStoreOptions } from './store/postgres/index.ts';
+export { PG_EPOCH_MS, writeInt64BE } from './store/postgres/binary.ts';
 export { getEventStoreDBEventStore } from './store/eventstoredb/index.ts';
 export type { EventStoreDBEventStoreOptions } from './store/eventstoredb/index.ts';

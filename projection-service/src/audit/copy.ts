@@ -1,3 +1,4 @@
+import { PG_EPOCH_MS, writeInt64BE } from '@keel/shared-events';
 import type { AuditRow } from './row.ts';
 
 /**
@@ -37,9 +38,6 @@ export function writeAuditRecord(w: CopyBinaryWriter, r: AuditRow): void {
 }
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
-const TWO_32 = 4_294_967_296;
-/** 2000-01-01T00:00:00Z, PostgreSQL's timestamp epoch, in Unix milliseconds. */
-const PG_EPOCH_MS = 946_684_800_000;
 
 export class CopyBinaryWriter {
   private buf: Buffer;
@@ -128,9 +126,7 @@ export class CopyBinaryWriter {
 
   /** A safe integer as a big-endian two's-complement int64, after its 4-byte length. */
   private int64(v: number): void {
-    const hi = Math.floor(v / TWO_32);
-    this.buf.writeInt32BE(hi, this.at + 4);
-    this.at = this.buf.writeUInt32BE(v - hi * TWO_32, this.at + 8);
+    this.at = writeInt64BE(this.buf, v, this.at + 4);
   }
 
   private room(n: number): void {

@@ -9,7 +9,7 @@
 
 const OID = { int4: 23, int8: 20, text: 25, uuid: 2950, timestamptz: 1184 } as const;
 /** 2000-01-01T00:00:00Z, the PostgreSQL timestamp epoch, in unix milliseconds. */
-const PG_EPOCH_MS = 946_684_800_000;
+export const PG_EPOCH_MS = 946_684_800_000;
 
 function header(buf: Buffer, oid: number, count: number, hasNulls: boolean): number {
   if (count === 0) {
@@ -75,18 +75,21 @@ export function int4Array(values: readonly number[]): Buffer {
   return buf;
 }
 
-/** A safe integer as 64-bit two's complement, without a BigInt per value. */
-function writeInt64(buf: Buffer, v: number, o: number): void {
+/**
+ * A safe integer as big-endian 64-bit two's complement at `o`, without a BigInt per value (the
+ * binary wire form of int8 and timestamptz); returns the offset after it.
+ */
+export function writeInt64BE(buf: Buffer, v: number, o: number): number {
   const hi = Math.floor(v / 4294967296);
   buf.writeInt32BE(hi, o);
-  buf.writeUInt32BE(v - hi * 4294967296, o + 4);
+  return buf.writeUInt32BE(v - hi * 4294967296, o + 4);
 }
 
 export function int8Array(values: readonly number[]): Buffer {
   const { buf, at } = fixedArray(OID.int8, 8, values.length);
   for (let i = 0, o = at; i < values.length; i++, o += 12) {
     buf.writeInt32BE(8, o);
-    writeInt64(buf, values[i]!, o + 4);
+    writeInt64BE(buf, values[i]!, o + 4);
   }
   return buf;
 }
@@ -120,7 +123,7 @@ export function timestamptzArray(values: readonly (Date | number)[]): Buffer {
     const ms = typeof v === 'number' ? v : v.getTime();
     buf.writeInt32BE(8, o);
     // exact in a double: |µs| stays far below 2^53 for any date we store
-    writeInt64(buf, (ms - PG_EPOCH_MS) * 1000, o + 4);
+    writeInt64BE(buf, (ms - PG_EPOCH_MS) * 1000, o + 4);
   }
   return buf;
 }
