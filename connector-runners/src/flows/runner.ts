@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { createTokenCache, type TokenCache } from '../connectors/oauth2.ts';
 import { createSinkPools, type SinkPools } from '../connectors/postgres-sink.ts';
 import { failpoint } from '../failpoints.ts';
+import { matchInLogOrder } from '../intake.ts';
 import { outcomeEventId, runIdOf } from '../ids.ts';
 import { decideRetry, type BackoffPolicy } from '../retry/backoff.ts';
 import { guardedCall, type RunnerServices } from '../services.ts';
@@ -134,26 +135,18 @@ export function createFlowRunner(
     let created: RunRow[] = [];
     try {
       await client.query('begin');
-      const runs: { e: RecordedEvent; flowId: string; version: number }[] = [];
-      let segment: RecordedEvent[] = [];
-      const flushSegment = async () => {
-        if (segment.length) runs.push(...(await matchFlows(client, segment)));
-        segment = [];
-      };
-      for (const e of batch.events) {
-        if ((TENANT_EVENTS as readonly string[]).includes(e.type)) {
-          await flushSegment();
-          await applyTenantEvent(client, e);
-        } else if ((CONNECTOR_EVENTS as readonly string[]).includes(e.type)) {
-          await flushSegment();
-          await applyConnectorEvent(client, e);
-        } else if ((FLOW_EVENTS as readonly string[]).includes(e.type)) {
-          await flushSegment();
-          await applyFlowEvent(client, e);
-        }
-        if (!NEVER_TRIGGERS.has(e.type)) segment.push(e);
-      }
-      await flushSegment();
+      const runs = await matchInLogOrder(batch.events, {
+        change: (e) =>
+          (TENANT_EVENTS as readonly string[]).includes(e.type)
+            ? () => applyTenantEvent(client, e)
+            : (CONNECTOR_EVENTS as readonly string[]).includes(e.type)
+              ? () => applyConnectorEvent(client, e)
+              : (FLOW_EVENTS as readonly string[]).includes(e.type)
+                ? () => applyFlowEvent(client, e)
+                : undefined,
+        matches: (e) => !NEVER_TRIGGERS.has(e.type),
+        match: (run) => matchFlows(client, run),
+      });
       created = await insertRuns(client, runs);
       await client.query('commit');
     } catch (err) {

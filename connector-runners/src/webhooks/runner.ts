@@ -10,6 +10,7 @@ import {
 import type pg from 'pg';
 import { DESTINATION_NOT_ALLOWED } from '../http/destinations.ts';
 import { failpoint } from '../failpoints.ts';
+import { matchInLogOrder } from '../intake.ts';
 import { headerValue } from '../http/client.ts';
 import { deliveryIdOf, outcomeEventId } from '../ids.ts';
 import { decideRetry, parseRetryAfter } from '../retry/backoff.ts';
@@ -160,26 +161,19 @@ export function createWebhookRunner(svc: RunnerServices): WebhookRunner {
     try {
       // Most batches only make deliveries: one statement, no transaction around it.
       if (touchesState) await client.query('begin');
-      const fresh: { e: RecordedEvent; webhookIds: string[] }[] = [];
-      let segment: RecordedEvent[] = [];
       // Endpoint changes apply in log order: an event only goes to the endpoints that existed when it was recorded.
-      const flushSegment = async () => {
-        if (segment.length) fresh.push(...(await matchEndpoints(client, segment)));
-        segment = [];
-      };
-      for (const e of batch.events) {
-        if ((TENANT_EVENTS as readonly string[]).includes(e.type)) {
-          await flushSegment();
-          await applyTenantEvent(client, e);
-        } else if ((ENDPOINT_EVENTS as readonly string[]).includes(e.type)) {
-          await flushSegment();
-          await applyEndpointEvent(client, e);
-        } else if (e.type === 'WebhookDeliveryRedriven') {
-          redriven += await redrive(client, e);
-        }
-        if (!NEVER_DELIVERED.has(e.type)) segment.push(e);
-      }
-      await flushSegment();
+      const fresh = await matchInLogOrder(batch.events, {
+        change: (e) =>
+          (TENANT_EVENTS as readonly string[]).includes(e.type)
+            ? () => applyTenantEvent(client, e)
+            : (ENDPOINT_EVENTS as readonly string[]).includes(e.type)
+              ? () => applyEndpointEvent(client, e)
+              : e.type === 'WebhookDeliveryRedriven'
+                ? async () => (redriven += await redrive(client, e))
+                : undefined,
+        matches: (e) => !NEVER_DELIVERED.has(e.type),
+        match: (run) => matchEndpoints(client, run),
+      });
       created = await insertDeliveries(client, fresh);
       if (touchesState) await client.query('commit');
     } catch (err) {
