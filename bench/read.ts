@@ -49,6 +49,7 @@ import {
   parseAuditPage,
   verifyAuditChain,
   projectionServiceMigrations,
+  rebuildIndexMemoryMB,
   rebuildProjection,
 } from '@keel/projection-service';
 import {
@@ -334,7 +335,7 @@ async function insertSelectBaseline(
   // parallel workers per build).
   const client = await pool.connect();
   try {
-    await client.query(`set maintenance_work_mem = '512MB'`);
+    await client.query(`set maintenance_work_mem = '${rebuildIndexMemoryMB()}MB'`);
     return await baselineOn(client);
   } finally {
     await client.query('reset maintenance_work_mem').catch(() => undefined);
@@ -372,7 +373,7 @@ async function baselineOn(
     seconds: round(seconds),
     insertSeconds: round(insertSeconds),
     rowsPerSec: Math.round(rows / seconds),
-    note: 'INSERT ... SELECT from keel_events into an audit_events-shaped table (sha256 of the data, no chain), then the same key and 5 indexes (maintenance_work_mem 512MB, as the rebuild)',
+    note: 'INSERT ... SELECT from keel_events into an audit_events-shaped table (sha256 of the data, no chain), then the same key and 5 indexes (maintenance_work_mem as in the rebuild)',
   };
 }
 

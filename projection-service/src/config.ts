@@ -26,6 +26,8 @@ import type { AuditKeyring, AuditSigner } from './audit/signing.ts';
  * - KEEL_AUDIT_CHECKPOINT_MINUTES (default 5): and at least every M minutes while a chain grows.
  * - KEEL_MIN_POSITION_WAIT_MS (default 5000): the longest a `minPosition` read waits.
  * - KEEL_READY_MAX_LAG (default 100000): /ready fails when a projection is further behind the store head.
+ * - KEEL_REBUILD_INDEX_MEMORY_MB (default 1024): maintenance_work_mem of each of the two sessions that
+ *   build a rebuilt table's indexes.
  */
 export interface ProjectionConfig {
   signer: AuditSigner;
@@ -34,6 +36,8 @@ export interface ProjectionConfig {
   checkpointMinutes: number;
   minPositionWaitMs: number;
   readyMaxLag: number;
+  /** MiB of maintenance_work_mem per index-building session of a rebuild. */
+  rebuildIndexMemoryMB: number;
   /** Where the signing key came from (never the key itself). */
   signingKeySource: string;
 }
@@ -49,6 +53,7 @@ export function loadProjectionConfig(
   const checkpointMinutes = r.int('KEEL_AUDIT_CHECKPOINT_MINUTES', 5, 1, 24 * 60);
   const minPositionWaitMs = r.int('KEEL_MIN_POSITION_WAIT_MS', 5000, 0, 60_000);
   const readyMaxLag = r.int('KEEL_READY_MAX_LAG', 100_000, 0);
+  const rebuildIndexMemoryMB = r.int('KEEL_REBUILD_INDEX_MEMORY_MB', 1024, 64, 16_384);
 
   let privateKey: KeyObject | undefined;
   let signingKeySource = 'KEEL_AUDIT_SIGNING_KEY';
@@ -89,6 +94,7 @@ export function loadProjectionConfig(
     checkpointMinutes,
     minPositionWaitMs,
     readyMaxLag,
+    rebuildIndexMemoryMB,
     signingKeySource,
   };
 }

@@ -24,6 +24,7 @@ export type { ProjectionName } from './db/schema.ts';
 export { startProjectors, projectionLag } from './projectors.ts';
 export type { ProjectorsHandle, StartProjectorsOptions } from './projectors.ts';
 export {
+  rebuildIndexMemoryMB,
   rebuildProjection,
   rebuildStatus,
   RebuildBusyError,

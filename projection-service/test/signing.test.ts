@@ -11,6 +11,7 @@ import {
   SigningKeyError,
 } from '../src/audit/signing.ts';
 import { loadProjectionConfig } from '../src/config.ts';
+import { rebuildIndexMemoryMB } from '../src/rebuild/rebuild.ts';
 
 describe('audit signing keys', () => {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
@@ -59,6 +60,21 @@ describe('projection config', () => {
         { KEEL_AUDIT_SIGNING_KEY: 'a'.repeat(64), KEEL_AUDIT_CHECKPOINT_EVERY: '0' },
       ),
     ).toThrow(/KEEL_AUDIT_CHECKPOINT_EVERY/);
+  });
+
+  it('takes the rebuild index memory from KEEL_REBUILD_INDEX_MEMORY_MB and refuses a bad value', () => {
+    const base = { profile: 'postgres' as const, dataDir: '/x' };
+    const key = { KEEL_AUDIT_SIGNING_KEY: 'a'.repeat(64) };
+    expect(loadProjectionConfig(base, key).rebuildIndexMemoryMB).toBe(1024);
+    expect(loadProjectionConfig(base, { ...key, KEEL_REBUILD_INDEX_MEMORY_MB: '256' }).rebuildIndexMemoryMB).toBe(256);
+    for (const bad of ['32', '1.5', 'lots', '100000']) {
+      expect(() => loadProjectionConfig(base, { ...key, KEEL_REBUILD_INDEX_MEMORY_MB: bad })).toThrow(
+        /KEEL_REBUILD_INDEX_MEMORY_MB/,
+      );
+      expect(() => rebuildIndexMemoryMB({ KEEL_REBUILD_INDEX_MEMORY_MB: bad })).toThrow(/KEEL_REBUILD_INDEX_MEMORY_MB/);
+    }
+    expect(rebuildIndexMemoryMB({})).toBe(1024);
+    expect(rebuildIndexMemoryMB({ KEEL_REBUILD_INDEX_MEMORY_MB: '2048' })).toBe(2048);
   });
 
   it('accepts retired public keys for verification', () => {

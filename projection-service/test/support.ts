@@ -53,6 +53,7 @@ export function testProjectionConfig(overrides: Partial<ProjectionConfig> = {}):
     checkpointEvery: 5,
     checkpointMinutes: 5,
     minPositionWaitMs: 2000,
+    rebuildIndexMemoryMB: 256,
     readyMaxLag: 100_000,
     signingKeySource: 'test',
     ...overrides,

@@ -345,7 +345,10 @@ export async function projectionRoutes(app: FastifyInstance, ctx: RoutesContext)
       const state: { progress?: RebuildProgress; error?: string } = {};
       running.set(name, state);
       // Runs in the background; the route answers at once. Progress shows in GET /v1/admin/projections.
-      void rebuildProjection(runtime, name, { onProgress: (p) => (state.progress = p) })
+      void rebuildProjection(runtime, name, {
+        onProgress: (p) => (state.progress = p),
+        indexMemoryMB: config.rebuildIndexMemoryMB,
+      })
         .catch((err: unknown) => req.log.error({ err, projection: name }, 'rebuild failed'))
         .finally(() => running.delete(name));
       return reply.status(202).send({ projection: name, status: 'running' });
