@@ -517,7 +517,11 @@ async function exportBench(app: Awaited<ReturnType<typeof createBaseApp>>, pool:
   // a socket is not the server's work, and on one event loop it would slow the server down.
   const { rows, bytes } = await new Promise<{ rows: number; bytes: number }>((resolvePromise, reject) => {
     const child = spawn(process.execPath, ['--input-type=module', '-e', EXPORT_CLIENT], {
-      env: { ...process.env, EXPORT_URL: `http://127.0.0.1:${port}/v1/tenants/${tenant}/audit/export?format=ndjson`, EXPORT_KEY: key },
+      env: {
+        ...process.env,
+        EXPORT_URL: `http://127.0.0.1:${port}/v1/tenants/${tenant}/audit/export?format=ndjson`,
+        EXPORT_KEY: key,
+      },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';

@@ -181,10 +181,18 @@ describe('rebuilding projections', () => {
     });
     expect(page.json().items).toHaveLength(5);
 
+    // As if an earlier run had also been killed between building the key's index and attaching it.
+    await env.pool.query(
+      'create unique index audit_events_pkey__rebuild on audit_events__rebuild (tenant_id, global_position)',
+    );
+    const shape = await tableShapes();
     const resumed = await rebuildProjection(env.runtime, 'audit', { batchSize: 500 });
     expect(resumed.resumedFrom).toBe(state.rows[0].position);
     expect(resumed.events + state.rows[0].events).toBe(resumed.totalEvents);
     expect(await dump('audit')).toEqual(before);
+    expect((await tableShapes()).filter((t) => !t.table.endsWith('__rebuild'))).toEqual(
+      shape.filter((t) => !t.table.endsWith('__rebuild')),
+    );
   });
 
   it('one rebuild of a projection at a time', async () => {

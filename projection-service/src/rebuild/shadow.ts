@@ -118,7 +118,9 @@ export async function createShadowIndexes(clients: Client[], table: string): Pro
     if (ix.conname && (await hasConstraint(name))) continue;
     if (!(await existing(name))) builds.push(`${m[1]}${name}${m[3]}${tableRef}${m[5]}`);
     if (ix.conname) {
-      attach.push(`alter table ${shadow} add constraint ${name} ${ix.primary ? 'primary key' : 'unique'} using index ${name}`);
+      attach.push(
+        `alter table ${shadow} add constraint ${name} ${ix.primary ? 'primary key' : 'unique'} using index ${name}`,
+      );
     }
   }
   const workers = clients.length > 1 ? 0 : null;
