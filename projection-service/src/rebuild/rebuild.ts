@@ -1,8 +1,9 @@
 import type pg from 'pg';
 import type { EventStore, KeelRuntime, ReadAllResult, RecordedEvent } from '@keel/shared-events';
-import { HttpError, KeelError, ValidationError } from '@keel/shared-events';
+import { HttpError, KeelError } from '@keel/shared-events';
 import { chainBatch, loadHeads, writeChainedBatch } from '../audit/store.ts';
 import type { HeadState } from '../audit/store.ts';
+import { rebuildIndexMemoryMB } from '../config.ts';
 import { applyDashboardBatch } from '../dashboard/store.ts';
 import { SHADOW_SUFFIX, isProjectionName, projectionTables, tableNames } from '../db/schema.ts';
 import type { ProjectionName, TableNames } from '../db/schema.ts';
@@ -47,24 +48,6 @@ export interface RebuildOptions {
    * Default: KEEL_REBUILD_INDEX_MEMORY_MB, else 1024.
    */
   indexMemoryMB?: number;
-}
-
-/**
- * KEEL_REBUILD_INDEX_MEMORY_MB (64-16384, default 1024). Index builds that fit their sort in memory
- * skip the merge passes on disk: at 5.5M audit rows, key + five indexes on two sessions took 36.3 s
- * with 512 MB each and 31.4 s with 1.5 GB (measured on this project's 2-core VM).
- */
-export function rebuildIndexMemoryMB(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env.KEEL_REBUILD_INDEX_MEMORY_MB?.trim();
-  if (!raw) return 1024;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 64 || n > 16_384) {
-    throw new ValidationError(
-      `KEEL_REBUILD_INDEX_MEMORY_MB must be a whole number of MiB from 64 to 16384, got "${raw}"`,
-      'KEEL_REBUILD_INDEX_MEMORY_MB',
-    );
-  }
-  return n;
 }
 
 export interface RebuildResult {
@@ -347,12 +330,10 @@ export async function rebuildProjection(
       // A second session builds indexes alongside this one (see createShadowIndexes).
       const helper = await runtime.pool.connect();
       try {
-        // Sorting millions of keys: give the index builds room (these sessions only).
-        for (const c of [client, helper]) await c.query(`set maintenance_work_mem = '${indexMemoryMB}MB'`);
-        for (const t of applier.deferIndexes) await createShadowIndexes([client, helper], t);
-        await client.query('reset maintenance_work_mem');
+        for (const t of applier.deferIndexes) {
+          await createShadowIndexes([client, helper], t, { memoryMB: indexMemoryMB });
+        }
       } finally {
-        await helper.query('reset maintenance_work_mem').catch(() => undefined);
         helper.release();
       }
     }
@@ -405,7 +386,7 @@ export async function rebuildProjection(
     throw e;
   } finally {
     if (locked) await client.query('select pg_advisory_unlock($1, $2)', [LOCK_BASE, lockKey]).catch(() => undefined);
-    await client.query('reset synchronous_commit; reset maintenance_work_mem').catch(() => undefined);
+    await client.query('reset synchronous_commit').catch(() => undefined);
     client.release();
   }
 }

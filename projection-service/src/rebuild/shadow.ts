@@ -76,7 +76,14 @@ export async function createShadow(client: Client, table: string, withIndexes: b
  * Measured on 1.1M audit rows, key + five indexes, 2 cores: one session 6.0-6.5 s (8.0-8.9 s
  * without workers); two sessions with workers 5.1-5.2 s, without 4.7-4.9 s.
  */
-export async function createShadowIndexes(clients: Client[], table: string): Promise<void> {
+export async function createShadowIndexes(
+  clients: Client[],
+  table: string,
+  options: {
+    /** maintenance_work_mem of each client while it builds (sorting millions of keys). */
+    memoryMB?: number;
+  } = {},
+): Promise<void> {
   const client = clients[0]!;
   const live = ident(table);
   const shadow = ident(table + SHADOW_SUFFIX);
@@ -123,15 +130,18 @@ export async function createShadowIndexes(clients: Client[], table: string): Pro
       );
     }
   }
-  const workers = clients.length > 1 ? 0 : null;
+  // Session settings for the builds only, reset after them.
+  const settings: [string, string][] = [];
+  if (options.memoryMB !== undefined) settings.push(['maintenance_work_mem', `${options.memoryMB}MB`]);
+  if (clients.length > 1) settings.push(['max_parallel_maintenance_workers', '0']);
   // Each client takes the next index when done with its last; the first failure fails the whole.
   await Promise.all(
     clients.map(async (c) => {
-      if (workers !== null) await c.query(`set max_parallel_maintenance_workers = ${workers}`);
+      for (const [name, value] of settings) await c.query(`select set_config($1, $2, false)`, [name, value]);
       try {
         for (let sql = builds.shift(); sql !== undefined; sql = builds.shift()) await c.query(sql);
       } finally {
-        if (workers !== null) await c.query('reset max_parallel_maintenance_workers').catch(() => undefined);
+        for (const [name] of settings) await c.query(`reset ${name}`).catch(() => undefined);
       }
     }),
   );
