@@ -102,7 +102,9 @@ describe('authenticator', () => {
       role: 'operator',
       actor: { kind: 'apiKey', id: k.keyId },
     });
-    for (const header of [undefined, '', 'Basic abc', `Bearer ${k.apiKey.slice(0, -1)}0`, `Bearer ${newApiKey().apiKey}`, 'Bearer nonsense'])
+    // The key with its last character changed (to one it is not: a key ending in 0 stayed valid).
+    const wrong = `${k.apiKey.slice(0, -1)}${k.apiKey.endsWith('0') ? '1' : '0'}`;
+    for (const header of [undefined, '', 'Basic abc', `Bearer ${wrong}`, `Bearer ${newApiKey().apiKey}`, 'Bearer nonsense'])
       await expect(auth.authenticate(header)).rejects.toMatchObject({ statusCode: 401, code: 'UNAUTHENTICATED' });
 
     await applyAuthEventsInTransaction(pool, [ev('ApiKeyRevoked', 'ten1', { keyId: k.keyId })]);
