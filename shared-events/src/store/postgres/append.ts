@@ -7,6 +7,7 @@ import type { EventSchemaRegistry } from '../../schemas/registry-port.ts';
 import type { ExpectedRevision, StreamAppend } from '../port.ts';
 import { int4Array, int8Array, textArray, timestamptzArray, uuidArray } from './binary.ts';
 import { classifyAppendError, mapPgError, type AppendFailure } from './errors.ts';
+import type { RevisionCache } from './revision-cache.ts';
 import { EVENT_COLUMNS, RAW_TYPES, toRecordedEvent, type RawRow } from './rows.ts';
 
 /**
@@ -22,6 +23,8 @@ export interface AppendContext {
   registry?: EventSchemaRegistry;
   /** Called after a commit that stored events (wakes subscriptions). */
   onAppended(lastPosition: number): void;
+  /** Revisions this store committed, sent as hints that spare keel_append its index probes. */
+  revisions?: RevisionCache;
 }
 
 interface PreparedEvent {
@@ -65,7 +68,7 @@ const ACTOR_KINDS: readonly string[] = ['user', 'apiKey', 'connector', 'system']
 const APPEND_SQL = `select first_position, base_revisions, recorded_at_ms
   from keel_append($1::text[], $2::int8[], $3::int4[], $4::int4[], $5::text[], $6::uuid[], $7::text[],
                    $8::int4[], $9::text[], $10::timestamptz[], $11::text[], $12::text[], $13::text[],
-                   $14::text[], $15::text[], $16::text[])`;
+                   $14::text[], $15::text[], $16::text[], $17::int8[])`;
 
 export async function append(ctx: AppendContext, appends: StreamAppend[], withEvents: boolean): Promise<AppendOutcome> {
   const { streams, order, inputs } = await prepare(appends, ctx.registry);
@@ -73,14 +76,30 @@ export async function append(ctx: AppendContext, appends: StreamAppend[], withEv
   let pending = streams;
   const stored = new Map<string, RecordedEvent>(); // replayed (already stored) events by id
   let written: { first: number; recordedAt: Date; bases: Map<PreparedStream, number>; events: PreparedEvent[] } | undefined;
+  const cache = ctx.revisions;
+  let hinting = cache?.beginCall() ?? false;
 
   for (let attempt = 1; ; attempt++) {
+    let hints = hinting ? pending.map((s) => cache!.hintFor(s.streamId, s.expected)) : undefined;
+    if (hints && !hints.some((h) => h >= 0)) hints = undefined;
+    if (hints) cache!.stats.hintedCalls++;
     try {
-      written = await callAppend(ctx.pool, pending, order);
+      written = await callAppend(ctx.pool, pending, order, hints);
       break;
     } catch (err) {
       const failure = classifyAppendError(err);
-      if (failure.kind === 'other' || failure.kind === 'unavailable') throw mapPgError(err, 'append');
+      if (failure.kind === 'other' || failure.kind === 'unavailable') {
+        cache?.forget(pending.map((s) => s.streamId)); // committed or not: unknown
+        throw mapPgError(err, 'append');
+      }
+      if (hints && failedOnHint(failure, err, pending, hints)) {
+        // Another writer moved a hinted stream (or a hint made a verdict unsure): retry the
+        // same call at once with every revision read from the index.
+        cache!.stale();
+        cache!.forget(pending.map((s) => s.streamId));
+        hinting = false;
+        continue;
+      }
       // Whatever went wrong, events already stored under our ids mean a retried call: answer
       // those streams from the store and go on with the rest.
       const found = await lookupStored(ctx.pool, pending);
@@ -101,6 +120,12 @@ export async function append(ctx: AppendContext, appends: StreamAppend[], withEv
     }
   }
 
+  if (written && cache) {
+    for (const [stream, base] of written.bases) {
+      const revision = base + stream.events.length;
+      if (revision >= 0) cache.set(stream.streamId, revision);
+    }
+  }
   if (written && written.events.length > 0) ctx.onAppended(written.first + written.events.length - 1);
   return outcome(inputs, order, written, stored, withEvents);
 }
@@ -335,7 +360,8 @@ function prepareEvent(
 
 // --------------------------------------------------------------------------------------- call
 
-async function callAppend(pool: pg.Pool, streams: PreparedStream[], order: PreparedEvent[]) {
+/** `hints`: per stream, its revision as this store last committed it, or -1 (see RevisionCache). */
+async function callAppend(pool: pg.Pool, streams: PreparedStream[], order: PreparedEvent[], hints: number[] | undefined) {
   const index = new Map<PreparedStream, number>();
   streams.forEach((s, i) => index.set(s, i + 1));
   const events = index.size === 0 ? [] : order.length === 0 ? order : order.filter((e) => index.has(e.stream));
@@ -391,6 +417,7 @@ async function callAppend(pool: pg.Pool, streams: PreparedStream[], order: Prepa
     textArray(col.causation),
     textArray(col.traceparent),
     textArray(col.json),
+    hints ? int8Array(hints) : null,
   ];
   let client: pg.PoolClient;
   try {
@@ -413,6 +440,27 @@ async function callAppend(pool: pg.Pool, streams: PreparedStream[], order: Prepa
   const bases = new Map<PreparedStream, number>();
   parseInt8Array(row[1]).forEach((b, i) => bases.set(streams[i]!, b));
   return { first: Number(row[0] ?? 0), recordedAt: new Date(Math.round(Number(row[2]))), bases, events };
+}
+
+/**
+ * Whether a failed hinted call may have failed because of a hint: the stream that lost a
+ * revision race, or was judged in conflict, was sent with one. (A conflict judged from a hint
+ * may name the wrong actual revision when the stream was soft-deleted since.)
+ */
+function failedOnHint(failure: AppendFailure, err: unknown, streams: PreparedStream[], hints: number[]): boolean {
+  let streamId: string | undefined;
+  if (failure.kind === 'conflict') streamId = failure.streamId;
+  else if (failure.kind === 'revision-race') streamId = raceKey(err)?.streamId;
+  else return false;
+  const i = streams.findIndex((s) => s.streamId === streamId);
+  // Not found: the detail could not be read; only a retry without hints can tell.
+  return i < 0 || hints[i]! >= 0;
+}
+
+/** The key of a unique violation on (stream_id, stream_position), read from its detail. */
+function raceKey(err: unknown): { streamId: string; position: number } | undefined {
+  const m = /=\((.*), (\d+)\)/.exec((err as { detail?: string }).detail ?? '');
+  return m ? { streamId: m[1]!, position: Number(m[2]) } : undefined;
 }
 
 function parseInt8Array(text: string | null | undefined): number[] {
@@ -542,8 +590,8 @@ export function formatExpected(code: number | ExpectedRevision): string {
 
 function finalError(failure: AppendFailure, err: unknown): KeelError {
   if (failure.kind === 'revision-race') {
-    const m = /=\((.*), (\d+)\)/.exec((err as { detail?: string }).detail ?? '');
-    return new ConcurrencyError(m?.[1] ?? 'unknown', 'any', m ? Number(m[2]) : 'no_stream');
+    const key = raceKey(err);
+    return new ConcurrencyError(key?.streamId ?? 'unknown', 'any', key ? key.position : 'no_stream');
   }
   return new UnavailableError(`append kept failing after ${MAX_ATTEMPTS} attempts: ${(err as Error).message}`);
 }

@@ -6,6 +6,7 @@ import { ValidationError } from '../../errors.ts';
 import type { EventSchemaRegistry } from '../../schemas/registry-port.ts';
 import type { EventStore } from '../port.ts';
 import { append } from './append.ts';
+import { RevisionCache } from './revision-cache.ts';
 import { headPosition, readAll, readAllDetailed, readStream } from './read.ts';
 import { deleteStream, getStreamMetadata, truncateBefore } from './streams.ts';
 import { createListener, createNotifier, createWakeHub, subscribe } from './subscribe.ts';
@@ -45,6 +46,11 @@ export interface PostgreSQLEventStoreOptions {
   poolSize?: number;
   /** NOTIFY after appends so subscribers in other processes wake at once. Default true. */
   notify?: boolean;
+  /**
+   * How many streams' last written revisions to remember (see revision-cache.ts): appends to a
+   * remembered stream skip an index probe on the server. Default 100,000 (a few MB); 0 turns it off.
+   */
+  revisionCacheSize?: number;
   logger?: Logger;
 }
 
@@ -56,6 +62,10 @@ export const storeMigrations: MigrationSet = {
 export function getPostgreSQLEventStore(options: PostgreSQLEventStoreOptions): EventStore {
   if (!options.pool && !options.connectionString) {
     throw new ValidationError('getPostgreSQLEventStore needs a pool or a connectionString', 'connectionString');
+  }
+  const revisionCacheSize = options.revisionCacheSize ?? 100_000;
+  if (!Number.isSafeInteger(revisionCacheSize) || revisionCacheSize < 0) {
+    throw new ValidationError('revisionCacheSize must be a whole number >= 0', 'revisionCacheSize');
   }
   const ownsPool = !options.pool;
   const pool =
@@ -83,6 +93,7 @@ export function getPostgreSQLEventStore(options: PostgreSQLEventStoreOptions): E
   const appendCtx = {
     pool,
     registry,
+    revisions: new RevisionCache(revisionCacheSize),
     onAppended: () => {
       hub.wakeAll();
       notifier?.schedule();
