@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import knex from 'knex';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -179,6 +180,43 @@ describe('revision hints', () => {
     expect(await revisions(known.id)).toEqual([0, 1, 2]);
     expect(await revisions(fresh.id)).toEqual([0, 1]);
     expect(await revisions(moved.id)).toEqual([0, 1, 2]);
+  });
+});
+
+describe('the hints migration', () => {
+  const inArgs = async (p: pg.Pool) =>
+    Number(
+      (await p.query<{ n: number }>("select pronargs as n from pg_proc where proname = 'keel_append'")).rows[0]!.n,
+    );
+
+  it('upgrades a store created before it, keeps its events appendable, and rolls back to the old function', async () => {
+    const url = await freshDatabase('hints_mig');
+    const db = knex({ client: 'pg', connection: url, pool: { min: 0, max: 1 } });
+    const p = new pg.Pool({ connectionString: url, max: 2 });
+    const config = {
+      directory: storeMigrations.directory,
+      tableName: storeMigrations.tableName,
+      loadExtensions: ['.mjs'],
+    };
+    try {
+      await db.migrate.up(config); // the first store migration only
+      expect(await inArgs(p)).toBe(16);
+      const s = stream();
+      const before = getPostgreSQLEventStore({ pool: p, registry, revisionCacheSize: 0 });
+      // The current store passes 17 arguments: against the old function it cannot append.
+      await expect(before.appendToStream(s.id, paused(s.tenantId, 1))).rejects.toThrow(/keel_append/);
+      await db.migrate.latest(config);
+      expect(await inArgs(p)).toBe(17);
+      const store = getPostgreSQLEventStore({ pool: p, registry });
+      await store.appendToStream(s.id, paused(s.tenantId, 2));
+      await store.appendToStream(s.id, paused(s.tenantId, 1), { expectedRevision: 1 }); // hinted
+      expect((await store.readStream(s.id)).map((e) => e.streamPosition)).toEqual([0, 1, 2]);
+      await db.migrate.down(config);
+      expect(await inArgs(p)).toBe(16);
+    } finally {
+      await db.destroy();
+      await p.end();
+    }
   });
 });
 
