@@ -80,9 +80,7 @@ export async function append(ctx: AppendContext, appends: StreamAppend[], withEv
   let hinting = cache?.beginCall() ?? false;
 
   for (let attempt = 1; ; attempt++) {
-    let hints = hinting ? pending.map((s) => cache!.hintFor(s.streamId, s.expected)) : undefined;
-    if (hints && !hints.some((h) => h >= 0)) hints = undefined;
-    if (hints) cache!.stats.hintedCalls++;
+    const hints = hinting ? cache!.hintsFor(pending) : undefined;
     try {
       written = await callAppend(ctx.pool, pending, order, hints);
       break;
@@ -95,8 +93,7 @@ export async function append(ctx: AppendContext, appends: StreamAppend[], withEv
       if (hints && failedOnHint(failure, err, pending, hints)) {
         // Another writer moved a hinted stream (or a hint made a verdict unsure): retry the
         // same call at once with every revision read from the index.
-        cache!.stale();
-        cache!.forget(pending.map((s) => s.streamId));
+        cache!.stale(pending.map((s) => s.streamId));
         hinting = false;
         continue;
       }

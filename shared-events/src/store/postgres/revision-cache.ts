@@ -45,6 +45,14 @@ export class RevisionCache {
     return expected === 'any' || expected === known ? known : -1;
   }
 
+  /** Hints for a call's streams (counted in `stats`), or undefined when none is known. */
+  hintsFor(streams: readonly { streamId: string; expected: number | string }[]): number[] | undefined {
+    const hints = streams.map((s) => this.hintFor(s.streamId, s.expected));
+    if (!hints.some((h) => h >= 0)) return undefined;
+    this.stats.hintedCalls++;
+    return hints;
+  }
+
   /** A committed revision: remembered as the newest entry, the oldest dropped past capacity. */
   set(streamId: string, revision: number): void {
     if (this.capacity <= 0) return;
@@ -53,13 +61,14 @@ export class RevisionCache {
     if (this.revisions.size > this.capacity) this.revisions.delete(this.revisions.keys().next().value!);
   }
 
-  /** Forget streams whose outcome is unknown or whose hint proved wrong. */
+  /** Forget streams whose outcome is unknown. */
   forget(streamIds: Iterable<string>): void {
     for (const id of streamIds) this.revisions.delete(id);
   }
 
-  /** A hinted call failed on a hint: hints rest for the next `restCalls` calls. */
-  stale(): void {
+  /** A call hinting these streams failed on a hint: forget them; hints rest for `restCalls` calls. */
+  stale(streamIds: Iterable<string>): void {
+    this.forget(streamIds);
     this.stats.staleCalls++;
     this.restUntil = this.calls + this.restCalls;
   }
