@@ -38,6 +38,7 @@ import {
 } from '@keel/shared-events';
 import {
   benchDatabase,
+  CpuMeter,
   loadAverage1m,
   loadAverage1mSince,
   numberOption,
@@ -126,6 +127,7 @@ export default async function storeBench(args: string[]): Promise<Record<string,
     let chunkedCSeconds = 0;
     const segmentCalls = Math.max(10, Math.ceil(calls / 10));
     let staged = 0;
+    const cpu = { ours: new CpuMeter(), chunked: new CpuMeter() };
     // Untimed: JIT-compiles the JavaScript path and prepares the statement on the pool's connections.
     await inParallel(concurrency, 0, 4 * concurrency, (w) =>
       store.appendBatch(
@@ -137,7 +139,7 @@ export default async function storeBench(args: string[]): Promise<Record<string,
       const last = Math.min(calls, first + segmentCalls);
       const before = await store.headPosition();
       const segmentOurs = (
-        await timed(() =>
+        await cpu.ours.measure(() => timed(() =>
           inParallel(concurrency, first, last, async (c) => {
             const appends: StreamAppend[] = [];
             const n = Math.min(batchSize, totalEvents - c * batchSize);
@@ -148,7 +150,7 @@ export default async function storeBench(args: string[]): Promise<Record<string,
             const res = await store.appendBatch(appends);
             if (res.appended !== n) throw new Error(`call ${c} stored ${res.appended} of ${n}`);
           }),
-        )
+        ))
       ).seconds;
       oursSeconds += segmentOurs;
       // Stage the rows just written (untimed), numbered for chunking whatever gaps positions have.
@@ -164,7 +166,7 @@ export default async function storeBench(args: string[]): Promise<Record<string,
           from + k * batchSize,
           Math.min(staged, from + (k + 1) * batchSize),
         ]);
-      const segmentChunked = (await timed(() => inParallel(1, 0, chunks, chunk('bench_chunked')))).seconds;
+      const segmentChunked = (await cpu.chunked.measure(() => timed(() => inParallel(1, 0, chunks, chunk('bench_chunked'))))).seconds;
       chunkedSeconds += segmentChunked;
       chunkedCSeconds += (await timed(() => inParallel(concurrency, 0, chunks, chunk('bench_chunked_c')))).seconds;
       log(
@@ -183,6 +185,11 @@ export default async function storeBench(args: string[]): Promise<Record<string,
       `batched appends: ${batchedPerSec} events/s; INSERT ... SELECT ${chunkedPerSec}/s chunked (1 session), ` +
         `${chunkedCPerSec}/s (${concurrency} sessions), ${oneStatementPerSec}/s as one statement (not interleaved)`,
     );
+    const batchedCpu = { ours: cpu.ours.perEvent(totalEvents), baselineChunked: cpu.chunked.perEvent(totalEvents) };
+    if (batchedCpu.ours && batchedCpu.baselineChunked) {
+      const f = (c: NonNullable<typeof batchedCpu.ours>) => `client ${c.clientUs}, server ${c.serverUs}, machine idle ${c.machineIdleUs}`;
+      log(`  CPU µs per event: appends ${f(batchedCpu.ours)}; INSERT ... SELECT ${f(batchedCpu.baselineChunked)}`);
+    }
 
     // ------------------------------------------------------------------------------ 3. read
     await admin.query('vacuum analyze keel_events');
@@ -197,27 +204,28 @@ export default async function storeBench(args: string[]): Promise<Record<string,
     let plainSeconds = 0;
     let readCount = 0;
     let plainCount = 0;
+    const readCpu = { ours: new CpuMeter(), plain: new CpuMeter() };
     for (let after = 0, done = false; !done; ) {
       const segmentStart = after;
       readSeconds += (
-        await timed(async () => {
+        await readCpu.ours.measure(() => timed(async () => {
           for (let k = 0; k < 50 && !done; k++) {
             const page = await store.readAll({ after, maxCount: readBatch });
             readCount += page.events.length;
             after = page.position;
             done = page.isEnd;
           }
-        })
+        }))
       ).seconds;
       plainSeconds += (
-        await timed(async () => {
+        await readCpu.plain.measure(() => timed(async () => {
           for (let a = segmentStart; a < after; ) {
             const res = await plainPage(a);
             if (res.rows.length === 0) break;
             plainCount += res.rows.length;
             a = Number(res.rows[res.rows.length - 1].global_position);
           }
-        })
+        }))
       ).seconds;
     }
     const total = Number((await admin.query<{ n: string }>('select count(*) as n from keel_events')).rows[0]!.n);
@@ -225,6 +233,11 @@ export default async function storeBench(args: string[]): Promise<Record<string,
     const readPerSec = Math.round(readCount / readSeconds);
     const plainPerSec = Math.round(plainCount / plainSeconds);
     log(`readAll: ${readPerSec} events/s; plain SELECT * pages: ${plainPerSec} events/s`);
+    const readAllCpu = { ours: readCpu.ours.perEvent(readCount), baselinePlainSelect: readCpu.plain.perEvent(plainCount) };
+    if (readAllCpu.ours && readAllCpu.baselinePlainSelect) {
+      const f = (c: NonNullable<typeof readAllCpu.ours>) => `client ${c.clientUs}, server ${c.serverUs}, machine idle ${c.machineIdleUs}`;
+      log(`  CPU µs per event: readAll ${f(readAllCpu.ours)}; plain SELECT ${f(readAllCpu.baselinePlainSelect)}`);
+    }
 
     const ratio = (a: number, b: number) => Math.round((a / b) * 1000) / 1000;
     return {
@@ -246,8 +259,11 @@ export default async function storeBench(args: string[]): Promise<Record<string,
         ratio: ratio(batchedPerSec, chunkedPerSec),
         ratioToSameConcurrency: ratio(batchedPerSec, chunkedCPerSec),
         ratioToOneStatement: ratio(batchedPerSec, oneStatementPerSec),
+        // Where the time went (Linux /proc): this process, the PostgreSQL processes, and idle
+        // cores, in CPU microseconds per event; 2 cores give 2 µs of CPU per µs of wall time.
+        cpuUsPerEvent: batchedCpu,
       },
-      readAll: { events: readCount, pageSize: readBatch, eventsPerSec: readPerSec, baselinePlainSelectPerSec: plainPerSec, ratio: ratio(readPerSec, plainPerSec) },
+      readAll: { events: readCount, pageSize: readBatch, eventsPerSec: readPerSec, baselinePlainSelectPerSec: plainPerSec, ratio: ratio(readPerSec, plainPerSec), cpuUsPerEvent: readAllCpu },
       targets: {
         batchedAppendRatio: { target: 0.6, measured: ratio(batchedPerSec, chunkedPerSec), met: batchedPerSec / chunkedPerSec >= 0.6 },
         readAllEventsPerSec: { target: 200_000, measured: readPerSec, met: readPerSec >= 200_000 },

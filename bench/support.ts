@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -150,5 +150,65 @@ export async function profiled<T>(name: string, run: () => Promise<T>): Promise<
     writeFileSync(file, JSON.stringify(profile));
     session.disconnect();
     console.error(`[bench] CPU profile of ${name}: ${file}`);
+  }
+}
+
+/** CPU seconds so far: this process, every process named `postgres` on the machine, and the machine's idle time. */
+export interface CpuReading {
+  client: number;
+  server: number;
+  idle: number;
+}
+
+const TICKS_PER_SECOND = 100; // USER_HZ, 100 on every Linux we run on
+
+/**
+ * Reads where the CPU went, from /proc (Linux only; elsewhere undefined). "server" sums every
+ * `postgres` process of the machine: the benchmark's own server, plus any other PostgreSQL that
+ * is busy at the same time (on these machines, normally an idle one).
+ */
+export function cpuReading(): CpuReading | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync('/proc/stat', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const cpu = stat.slice(0, stat.indexOf('\n')).trim().split(/\s+/).slice(1).map(Number);
+  const idle = (cpu[3]! + cpu[4]!) / TICKS_PER_SECOND; // idle + iowait
+  let server = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (entry.charCodeAt(0) > 57) continue; // not a pid
+    let s: string;
+    try {
+      s = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    const close = s.lastIndexOf(')');
+    if (s.slice(s.indexOf('(') + 1, close) !== 'postgres') continue;
+    const f = s.slice(close + 2).split(' ');
+    server += (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND; // utime + stime
+  }
+  const own = process.cpuUsage();
+  return { client: (own.user + own.system) / 1e6, server, idle };
+}
+
+/** Adds up the CPU spent over timed stretches; `perEvent` reports microseconds per event. */
+export class CpuMeter {
+  private total = { client: 0, server: 0, idle: 0 };
+  private valid = true;
+  async measure<T>(run: () => Promise<T>): Promise<T> {
+    const before = cpuReading();
+    const result = await run();
+    const after = cpuReading();
+    if (!before || !after) this.valid = false;
+    else for (const k of ['client', 'server', 'idle'] as const) this.total[k] += after[k] - before[k];
+    return result;
+  }
+  perEvent(events: number): { clientUs: number; serverUs: number; machineIdleUs: number } | undefined {
+    if (!this.valid || events <= 0) return undefined;
+    const us = (s: number) => Math.round((s * 1e7) / events) / 10;
+    return { clientUs: us(this.total.client), serverUs: us(this.total.server), machineIdleUs: us(this.total.idle) };
   }
 }
