@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { int4Array, int8Array, textArray, timestamptzArray, uuidArray } from '../src/store/postgres/binary.ts';
+import { int4Array, int8Array, textArray, TextArrayBuilder, timestamptzArray, uuidArray } from '../src/store/postgres/binary.ts';
 import { freshDatabase } from '../../test/support.ts';
 
 /**
@@ -28,6 +28,25 @@ describe('PostgreSQL binary array parameters', () => {
     const values = ['€'.repeat(5000), 'a', '', '😀'.repeat(3000) + 'x', null, 'ü'.repeat(70_000)];
     const r = await client.query<{ a: (string | null)[] }>('select $1::text[] as a', [textArray(values)]);
     expect(r.rows[0]!.a).toEqual(values);
+  });
+
+  it('text[] built element by element: grows from a tiny buffer, and a subset keeps the order asked', async () => {
+    const values = ['{"a":1}', '', 'naïve café', '€'.repeat(3000), '🚀 emoji 𝄞', 'x'.repeat(20_000), '{"q":"\\""}'];
+    const b = new TextArrayBuilder(1); // far too small: every large element grows it
+    const starts = values.map((v) => b.add(v));
+    expect(b.length).toBe(values.length);
+    expect(b.bytes).toBe(values.reduce((n, v) => n + 4 + Buffer.byteLength(v), 0));
+    const pick = [5, 0, 3, 6];
+    const r = await client.query<{ all: string[]; some: string[]; none: string[] }>('select $1::text[] as all, $2::text[] as some, $3::text[] as none', [
+      b.toBuffer(),
+      b.subset(pick.map((i) => starts[i]!)),
+      b.subset([]),
+    ]);
+    expect(r.rows[0]!.all).toEqual(values);
+    expect(r.rows[0]!.some).toEqual(pick.map((i) => values[i]));
+    expect(r.rows[0]!.none).toEqual([]);
+    const empty = await client.query<{ n: number }>('select cardinality($1::text[]) as n', [new TextArrayBuilder(0).toBuffer()]);
+    expect(empty.rows[0]!.n).toBe(0);
   });
 
   it('empty arrays of every kind', async () => {

@@ -5,7 +5,7 @@ import { ConcurrencyError, KeelError, StreamDeletedError, UnavailableError, Vali
 import { isUuid, uuidv7s } from '../../ids.ts';
 import type { EventSchemaRegistry } from '../../schemas/registry-port.ts';
 import type { ExpectedRevision, StreamAppend } from '../port.ts';
-import { int4Array, int8Array, textArray, timestamptzArray, uuidArray } from './binary.ts';
+import { int4Array, int8Array, textArray, TextArrayBuilder, timestamptzArray, uuidArray } from './binary.ts';
 import { classifyAppendError, mapPgError, type AppendFailure } from './errors.ts';
 import type { RevisionCache } from './revision-cache.ts';
 import { EVENT_COLUMNS, RAW_TYPES, toRecordedEvent, type RawRow } from './rows.ts';
@@ -33,7 +33,8 @@ interface PreparedEvent {
   schemaVersion: number;
   tenantId: string;
   data: EventData;
-  json: string;
+  /** Where its JSON text sits in the call's JSON column (see TextArrayBuilder). */
+  jsonAt: number;
   actorKind: ActorKind;
   actorId: string;
   occurredMs: number;
@@ -71,7 +72,7 @@ const APPEND_SQL = `select first_position, base_revisions, recorded_at_ms
                    $14::text[], $15::text[], $16::text[], $17::int8[])`;
 
 export async function append(ctx: AppendContext, appends: StreamAppend[], withEvents: boolean): Promise<AppendOutcome> {
-  const { streams, order, inputs } = await prepare(appends, ctx.registry);
+  const { streams, order, inputs, json } = await prepare(appends, ctx.registry);
   if (streams.length === 0) return { streams: [], globalPosition: 0, appended: 0, ...(withEvents ? { events: [] } : {}) };
   let pending = streams;
   const stored = new Map<string, RecordedEvent>(); // replayed (already stored) events by id
@@ -82,7 +83,7 @@ export async function append(ctx: AppendContext, appends: StreamAppend[], withEv
   for (let attempt = 1; ; attempt++) {
     const hints = hinting ? cache!.hintsFor(pending) : undefined;
     try {
-      written = await callAppend(ctx.pool, pending, order, hints);
+      written = await callAppend(ctx.pool, pending, order, json, hints);
       break;
     } catch (err) {
       const failure = classifyAppendError(err);
@@ -151,6 +152,7 @@ async function prepare(appends: StreamAppend[], registry: EventSchemaRegistry | 
   const order: PreparedEvent[] = [];
   const inputs: Input[] = [];
   const ids = new Set<string>();
+  let json: TextArrayBuilder | undefined; // made at the first event, sized from its JSON
   const nowMs = Date.now();
   let sinceYield = 0;
   // Ids for events that come without one, drawn up to SLICE at a time (one random draw each).
@@ -211,7 +213,12 @@ async function prepare(appends: StreamAppend[], registry: EventSchemaRegistry | 
         sinceYield = 0;
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
-      const p = prepareEvent(a.events[eventIndex]!, stream, name.tenantId, registry, nowMs, newId, appendIndex, eventIndex);
+      const ev = a.events[eventIndex]!;
+      const p = prepareEvent(ev, stream, name.tenantId, registry, nowMs, newId, appendIndex, eventIndex);
+      const text = jsonOf(ev, p.data, stream.streamId, appendIndex, eventIndex);
+      // Room for every remaining event at this one's size, plus a quarter; it doubles if short.
+      json ??= new TextArrayBuilder((remaining * (text.length + 4) * 5) / 4);
+      p.jsonAt = json.add(text);
       remaining--;
       if (ids.has(p.eventId)) {
         throw new ValidationError(`eventId ${p.eventId} appears twice in one append`, 'eventId', {
@@ -228,7 +235,7 @@ async function prepare(appends: StreamAppend[], registry: EventSchemaRegistry | 
     }
     inputs.push({ stream, end: stream.events.length });
   }
-  return { streams, order, inputs };
+  return { streams, order, inputs, json: json ?? new TextArrayBuilder(0) };
 }
 
 /** The ValidationError of one event, naming the field and where the event sits in the call. */
@@ -326,24 +333,13 @@ function prepareEvent(
     throw invalid(streamId, appendIndex, eventIndex, 'schemaVersion', 'must be a positive integer');
   }
 
-  let json = ev.dataJson;
-  if (json === undefined) {
-    try {
-      json = JSON.stringify(data);
-    } catch (err) {
-      throw invalid(streamId, appendIndex, eventIndex, 'data', `is not JSON-serializable: ${(err as Error).message}`);
-    }
-  } else if (typeof json !== 'string' || json.charCodeAt(0) !== 0x7b /* { */) {
-    throw invalid(streamId, appendIndex, eventIndex, 'dataJson', 'must be the JSON text of data (an object)');
-  }
-
   return {
     eventId,
     type,
     schemaVersion,
     tenantId,
     data,
-    json,
+    jsonAt: -1,
     actorKind,
     actorId,
     occurredMs,
@@ -355,10 +351,32 @@ function prepareEvent(
   };
 }
 
+/** The event's data as JSON text: its dataJson when given (checked to be an object's), else stringified. */
+function jsonOf(ev: NewEvent, data: EventData, streamId: string, appendIndex: number, eventIndex: number): string {
+  const given = ev.dataJson;
+  if (given === undefined) {
+    try {
+      return JSON.stringify(data);
+    } catch (err) {
+      throw invalid(streamId, appendIndex, eventIndex, 'data', `is not JSON-serializable: ${(err as Error).message}`);
+    }
+  }
+  if (typeof given !== 'string' || given.charCodeAt(0) !== 0x7b /* { */) {
+    throw invalid(streamId, appendIndex, eventIndex, 'dataJson', 'must be the JSON text of data (an object)');
+  }
+  return given;
+}
+
 // --------------------------------------------------------------------------------------- call
 
 /** `hints`: per stream, its revision as this store last committed it, or -1 (see RevisionCache). */
-async function callAppend(pool: pg.Pool, streams: PreparedStream[], order: PreparedEvent[], hints: number[] | undefined) {
+async function callAppend(
+  pool: pg.Pool,
+  streams: PreparedStream[],
+  order: PreparedEvent[],
+  json: TextArrayBuilder,
+  hints: number[] | undefined,
+) {
   const index = new Map<PreparedStream, number>();
   streams.forEach((s, i) => index.set(s, i + 1));
   const events = index.size === 0 ? [] : order.length === 0 ? order : order.filter((e) => index.has(e.stream));
@@ -378,7 +396,6 @@ async function callAppend(pool: pg.Pool, streams: PreparedStream[], order: Prepa
     correlation: new Array<string | undefined>(n),
     causation: new Array<string | undefined>(n),
     traceparent: new Array<string | undefined>(n),
-    json: new Array<string>(n),
   };
   for (let i = 0; i < n; i++) {
     const e = events[i]!;
@@ -395,7 +412,6 @@ async function callAppend(pool: pg.Pool, streams: PreparedStream[], order: Prepa
     col.correlation[i] = e.correlationId;
     col.causation[i] = e.causationId;
     col.traceparent[i] = e.traceparent;
-    col.json[i] = e.json;
   }
   const values = [
     textArray(streams.map((s) => s.streamId)),
@@ -413,7 +429,8 @@ async function callAppend(pool: pg.Pool, streams: PreparedStream[], order: Prepa
     textArray(col.correlation),
     textArray(col.causation),
     textArray(col.traceparent),
-    textArray(col.json),
+    // Every event (a first attempt): the column as built; a retry of some streams: a copy of theirs.
+    n === json.length ? json.toBuffer() : json.subset(events.map((e) => e.jsonAt)),
     hints ? int8Array(hints) : null,
   ];
   let client: pg.PoolClient;

@@ -61,6 +61,65 @@ export function textArray(values: readonly (string | undefined | null)[]): Buffe
   return buf.subarray(0, o);
 }
 
+/**
+ * A text[] (no NULLs) built one element at a time, each string encoded the moment it is added.
+ * The append path puts every event's JSON here right after JSON.stringify: the string is then
+ * garbage at once, instead of living (1 KB per event) until the call's arrays are built, which
+ * made the young-generation GC copy and promote megabytes per batch.
+ */
+export class TextArrayBuilder {
+  private buf: Buffer;
+  private end = 20; // room for the header of a non-empty array
+  private count = 0;
+
+  /** `expectedBytes`: a guess at the encoded total; the buffer doubles when it is short. */
+  constructor(expectedBytes = 1024) {
+    this.buf = Buffer.allocUnsafe(20 + Math.max(64, Math.ceil(expectedBytes)));
+  }
+
+  /** Appends `s` and returns where its element starts (the key for `subset`). */
+  add(s: string): number {
+    const at = this.end;
+    const worst = 4 + 3 * s.length;
+    if (this.buf.length - at < worst) this.grow(at + worst);
+    const n = s.length === 0 ? 0 : (this.buf as Utf8Writer).utf8Write(s, at + 4, this.buf.length - at - 4);
+    this.buf.writeInt32BE(n, at);
+    this.end = at + 4 + n;
+    this.count++;
+    return at;
+  }
+
+  get length(): number {
+    return this.count;
+  }
+
+  /** Encoded bytes so far (elements only). */
+  get bytes(): number {
+    return this.end - 20;
+  }
+
+  /** The array of every element added; a view that stays valid while nothing more is added. */
+  toBuffer(): Buffer {
+    return this.buf.subarray(0, header(this.buf, OID.text, this.count, false) === 12 ? 12 : this.end);
+  }
+
+  /** A new array of the elements that start at `starts` (as `add` returned them), in that order. */
+  subset(starts: readonly number[]): Buffer {
+    let size = headerSize(starts.length);
+    for (const at of starts) size += 4 + this.buf.readInt32BE(at);
+    const out = Buffer.allocUnsafe(size);
+    let o = header(out, OID.text, starts.length, false);
+    for (const at of starts) o += this.buf.copy(out, o, at, at + 4 + this.buf.readInt32BE(at));
+    return out;
+  }
+
+  private grow(need: number): void {
+    const next = Buffer.allocUnsafe(Math.max(need, 2 * this.buf.length));
+    this.buf.copy(next, 0, 0, this.end);
+    this.buf = next;
+  }
+}
+
 function fixedArray(oid: number, width: number, count: number): { buf: Buffer; at: number } {
   const buf = Buffer.allocUnsafe(headerSize(count) + count * (4 + width));
   return { buf, at: header(buf, oid, count, false) };
