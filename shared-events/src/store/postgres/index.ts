@@ -5,7 +5,7 @@ import type { MigrationSet } from '../../db/migrate.ts';
 import { ValidationError } from '../../errors.ts';
 import type { EventSchemaRegistry } from '../../schemas/registry-port.ts';
 import type { EventStore } from '../port.ts';
-import { append } from './append.ts';
+import { append, PrepareLane } from './append.ts';
 import { RevisionCache } from './revision-cache.ts';
 import { headPosition, readAll, readAllDetailed, readStream } from './read.ts';
 import { deleteStream, getStreamMetadata, truncateBefore } from './streams.ts';
@@ -94,6 +94,7 @@ export function getPostgreSQLEventStore(options: PostgreSQLEventStoreOptions): E
     pool,
     registry,
     revisions: new RevisionCache(revisionCacheSize),
+    lane: new PrepareLane(),
     onAppended: () => {
       hub.wakeAll();
       notifier?.schedule();
