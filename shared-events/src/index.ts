@@ -23,6 +23,5 @@ export type { BaseAppOptions, ReadinessCheck, ReadinessRegistry } from './http/a
 export { getPostgreSQLEventStore, storeMigrations } from './store/postgres/index.ts';
 export type { PostgreSQLEventStoreOptions } from './store/postgres/index.ts';
 export { PG_EPOCH_MS, writeInt64BE } from './store/postgres/binary.ts';
-export { CopyBinaryWriter } from './store/postgres/copy-binary.ts';
 export { getEventStoreDBEventStore } from './store/eventstoredb/index.ts';
 export type { EventStoreDBEventStoreOptions } from './store/eventstoredb/index.ts';

@@ -32,13 +32,6 @@ eventStoreContract('PostgreSQL', async () => {
   return { store, cleanup: () => store.close() };
 });
 
-// Large appends go in through COPY (copyMinEvents, default 100); the contract's appends are
-// small, so it runs again with every append on that path.
-eventStoreContract('PostgreSQL, every append through COPY', async () => {
-  const store = getPostgreSQLEventStore({ connectionString: await migratedDatabase('storecopy'), registry, copyMinEvents: 1 });
-  return { store, cleanup: () => store.close() };
-});
-
 const actor = { kind: 'system', id: 'store-postgres-test' } as const;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -117,18 +110,14 @@ async function openAppend(url: string, t: string, externalId: string, payload: R
   };
 }
 
-// Both write paths: keel_append's arrays (small calls) and COPY (large calls), each forced.
-describe.each([
-  { path: 'keel_append', copyMinEvents: 0 },
-  { path: 'COPY', copyMinEvents: 1 },
-])('PostgreSQL event store, appends through $path', ({ copyMinEvents }) => {
+describe('PostgreSQL event store', () => {
   let url: string;
   let store: EventStore;
   let admin: pg.Pool;
 
   beforeAll(async () => {
     url = await migratedDatabase('storepg');
-    store = getPostgreSQLEventStore({ connectionString: url, registry, copyMinEvents });
+    store = getPostgreSQLEventStore({ connectionString: url, registry });
     admin = new pg.Pool({ connectionString: url, max: 2 });
     // pool.end() resolves before its sockets are closed; the database drop at the end of the
     // file may still reach one of them

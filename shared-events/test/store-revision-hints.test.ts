@@ -36,6 +36,10 @@ afterAll(async () => {
   await pool?.end();
 });
 
+function writer(cache = new RevisionCache(1000)): AppendContext & { revisions: RevisionCache } {
+  return { pool, registry, revisions: cache, onAppended: () => undefined };
+}
+
 function stream(): { id: string; tenantId: string } {
   const tenantId = randomUUID();
   return { id: streamName('connector', tenantId, randomUUID()), tenantId };
@@ -61,19 +65,7 @@ async function revisions(streamId: string): Promise<number[]> {
 const put = (w: AppendContext, streamId: string, events: NewEvent[], expectedRevision?: number | 'any') =>
   append(w, [{ streamId, events, ...(expectedRevision === undefined ? {} : { expectedRevision }) }], false);
 
-// Both write paths: keel_append (small calls) and keel_append_begin + COPY (large calls), each forced.
-describe.each([
-  { path: 'keel_append', copyMinEvents: 0 },
-  { path: 'COPY', copyMinEvents: 1 },
-])('revision hints, appends through $path', ({ copyMinEvents }) => {
-  const writer = (cache = new RevisionCache(1000)): AppendContext & { revisions: RevisionCache } => ({
-    pool,
-    registry,
-    revisions: cache,
-    copyMinEvents,
-    onAppended: () => undefined,
-  });
-
+describe('revision hints', () => {
   it('a stream this store wrote last is appended to with its revision as a hint', async () => {
     const a = writer();
     const s = stream();
@@ -213,7 +205,7 @@ describe('the hints migration', () => {
       const before = getPostgreSQLEventStore({ pool: p, registry, revisionCacheSize: 0 });
       // The current store passes 17 arguments: against the old function it cannot append.
       await expect(before.appendToStream(s.id, paused(s.tenantId, 1))).rejects.toThrow(/keel_append/);
-      await db.migrate.up(config); // the hints migration
+      await db.migrate.latest(config);
       expect(await inArgs(p)).toBe(17);
       const store = getPostgreSQLEventStore({ pool: p, registry });
       await store.appendToStream(s.id, paused(s.tenantId, 2));

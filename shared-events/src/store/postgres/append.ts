@@ -1,5 +1,4 @@
 import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import type { ActorKind, EventData, NewEvent, RecordedEvent } from '../../envelope.ts';
 import { parseStreamName } from '../../envelope.ts';
 import { ConcurrencyError, KeelError, StreamDeletedError, UnavailableError, ValidationError } from '../../errors.ts';
@@ -7,7 +6,6 @@ import { isUuid, uuidv7s } from '../../ids.ts';
 import type { EventSchemaRegistry } from '../../schemas/registry-port.ts';
 import type { ExpectedRevision, StreamAppend } from '../port.ts';
 import { int4Array, int8Array, textArray, TextArrayBuilder, timestamptzArray, uuidArray } from './binary.ts';
-import { CopyBinaryWriter } from './copy-binary.ts';
 import { classifyAppendError, mapPgError, type AppendFailure } from './errors.ts';
 import type { RevisionCache } from './revision-cache.ts';
 import { EVENT_COLUMNS, RAW_TYPES, toRecordedEvent, type RawRow } from './rows.ts';
@@ -29,8 +27,6 @@ export interface AppendContext {
   revisions?: RevisionCache;
   /** Takes turns among large calls for their preparation (see PrepareLane). */
   lane?: PrepareLane;
-  /** Calls of at least this many events go in through COPY (copyAppend); 0: never. Default COPY_MIN_EVENTS. */
-  copyMinEvents?: number;
 }
 
 /**
@@ -131,7 +127,7 @@ export async function append(ctx: AppendContext, appends: StreamAppend[], withEv
   for (let attempt = 1; ; attempt++) {
     const hints = hinting ? cache!.hintsFor(pending) : undefined;
     try {
-      written = await callAppend(ctx.pool, pending, order, json, hints, ctx.copyMinEvents ?? COPY_MIN_EVENTS);
+      written = await callAppend(ctx.pool, pending, order, json, hints);
       break;
     } catch (err) {
       const failure = classifyAppendError(err);
@@ -184,11 +180,8 @@ interface Input {
   end: number;
 }
 
-/**
- * Events validated and encoded between two turns of the event loop (~0.5 ms of CPU): short
- * enough that another call's next statement (copyAppend has four) goes out without waiting long.
- */
-const SLICE = 64;
+/** Events validated and encoded between two turns of the event loop. */
+const SLICE = 256;
 
 /** Events in a call, skipping malformed appends (prepare refuses those). */
 function countEvents(appends: StreamAppend[]): number {
@@ -433,12 +426,10 @@ async function callAppend(
   order: PreparedEvent[],
   json: TextArrayBuilder,
   hints: number[] | undefined,
-  copyMinEvents: number,
 ) {
   const index = new Map<PreparedStream, number>();
   streams.forEach((s, i) => index.set(s, i + 1));
   const events = index.size === 0 ? [] : order.length === 0 ? order : order.filter((e) => index.has(e.stream));
-  if (copyMinEvents > 0 && events.length >= copyMinEvents) return copyAppend(pool, streams, events, json, hints);
   // One pass gathers the per-event columns (this runs for every event of every ingest).
   const n = events.length;
   const col = {
@@ -513,102 +504,6 @@ async function callAppend(
   const bases = new Map<PreparedStream, number>();
   parseInt8Array(row[1]).forEach((b, i) => bases.set(streams[i]!, b));
   return { first: Number(row[0] ?? 0), recordedAt: new Date(Math.round(Number(row[2]))), bases, events };
-}
-
-/** Calls of at least this many events go in through COPY (copyAppend); smaller ones through keel_append. */
-export const COPY_MIN_EVENTS = 100;
-
-const BEGIN_SQL = `select first_position, base_revisions, recorded_at_ms
-  from keel_append_begin($1::text[], $2::int8[], $3::int8[], $4::int4)`;
-const COPY_COLUMNS =
-  'global_position, stream_position, event_id, occurred_at, schema_version, tenant_id, stream_id, type, actor_kind, ' +
-  'actor_id, correlation_id, causation_id, traceparent, data';
-const COPY_SQL = `copy keel_events (${COPY_COLUMNS}) from stdin (format binary)`;
-
-/**
- * A large call in one transaction of four statements: BEGIN; keel_append_begin judges the
- * streams (as keel_append would) and reserves the positions; the events, numbered here, go in
- * through a binary COPY; COMMIT. keel_append's arrays cost the server about 50% more per event
- * (each column received as an array, then unnested row by row) than COPY, which is about what a
- * plain INSERT ... SELECT costs. Errors are keel_append's: KL409 and KL410 from the first step, a
- * unique violation on the stream key or the event id from the COPY, so append() handles both
- * paths alike. Nothing is stored unless COMMIT answers.
- */
-async function copyAppend(
-  pool: pg.Pool,
-  streams: PreparedStream[],
-  events: PreparedEvent[],
-  json: TextArrayBuilder,
-  hints: number[] | undefined,
-) {
-  let client: pg.PoolClient;
-  try {
-    client = await pool.connect();
-  } catch (err) {
-    throw mapPgError(err, 'connect');
-  }
-  let written: { first: number; recordedAt: Date; bases: Map<PreparedStream, number>; events: PreparedEvent[] };
-  try {
-    await client.query('begin');
-    const res = await client.query<RawRow>({
-      name: 'keel_store_append_begin',
-      text: BEGIN_SQL,
-      values: [
-        textArray(streams.map((s) => s.streamId)),
-        int8Array(streams.map((s) => (typeof s.expected === 'number' ? s.expected : EXPECTED_CODE[s.expected]))),
-        hints ? int8Array(hints) : null,
-        events.length,
-      ],
-      rowMode: 'array',
-      types: RAW_TYPES,
-    });
-    const row = res.rows[0]!;
-    const first = Number(row[0]);
-    const bases = new Map<PreparedStream, number>();
-    parseInt8Array(row[1]).forEach((b, i) => bases.set(streams[i]!, b));
-    const w = new CopyBinaryWriter(json.bytes + events.length * 320);
-    for (let i = 0; i < events.length; i++) {
-      const e = events[i]!;
-      w.tuple(14);
-      w.int8(first + i);
-      w.int8(bases.get(e.stream)! + 1 + e.offset);
-      w.uuid(e.eventId);
-      w.timestamp(e.occurredMs);
-      w.int4(e.schemaVersion);
-      w.text(e.tenantId);
-      w.text(e.stream.streamId);
-      w.text(e.type);
-      w.text(e.actorKind);
-      w.text(e.actorId);
-      w.text(e.correlationId ?? null);
-      w.text(e.causationId ?? null);
-      w.text(e.traceparent ?? null);
-      json.copyTo(w, e.jsonAt);
-    }
-    await copyIn(client, w.finish());
-    await client.query('commit');
-    written = { first, recordedAt: new Date(Math.round(Number(row[2]))), bases, events };
-  } catch (err) {
-    // Our own refusals leave a healthy session in a failed transaction: roll it back and reuse
-    // it. Anything else (a broken socket, a cancel), or a failed rollback: drop the connection.
-    const kind = classifyAppendError(err).kind;
-    let broken = kind === 'other' || kind === 'unavailable';
-    if (!broken) await client.query('rollback').catch(() => (broken = true));
-    client.release(broken ? (err as Error) : undefined);
-    throw err;
-  }
-  client.release();
-  return written;
-}
-
-/** Streams `data` (binary COPY data, header to trailer) into COPY_SQL; resolves once the server has it all. */
-function copyIn(client: pg.PoolClient, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const stream = client.query(copyFrom(COPY_SQL));
-    stream.on('error', reject);
-    stream.on('finish', resolve);
-    stream.end(data);
-  });
 }
 
 /**

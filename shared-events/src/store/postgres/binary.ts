@@ -113,11 +113,6 @@ export class TextArrayBuilder {
     return out;
   }
 
-  /** Hands the element that starts at `at` (length and bytes) to a writer of encoded fields. */
-  copyTo(target: { encoded(source: Buffer, start: number): void }, at: number): void {
-    target.encoded(this.buf, at);
-  }
-
   private grow(need: number): void {
     const next = Buffer.allocUnsafe(Math.max(need, 2 * this.buf.length));
     this.buf.copy(next, 0, 0, this.end);
@@ -159,11 +154,11 @@ export function int8Array(values: readonly number[]): Buffer {
 }
 
 /** Hex digit values by character code (0-9, a-f, A-F). */
-export const HEX_VALUE = new Uint8Array(128);
+const HEX_VALUE = new Uint8Array(128);
 for (let i = 0; i < 10; i++) HEX_VALUE[48 + i] = i;
 for (let i = 0; i < 6; i++) HEX_VALUE[97 + i] = HEX_VALUE[65 + i] = 10 + i;
 /** Where each of a canonical UUID's 16 bytes starts in its text (8-4-4-4-12, dashes skipped). */
-export const UUID_BYTE_AT = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+const UUID_BYTE_AT = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
 
 /** uuid[] from canonical (dashed, any case) UUID strings; callers validate them first. */
 export function uuidArray(values: readonly string[]): Buffer {

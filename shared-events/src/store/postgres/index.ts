@@ -5,7 +5,7 @@ import type { MigrationSet } from '../../db/migrate.ts';
 import { ValidationError } from '../../errors.ts';
 import type { EventSchemaRegistry } from '../../schemas/registry-port.ts';
 import type { EventStore } from '../port.ts';
-import { append, COPY_MIN_EVENTS, PrepareLane } from './append.ts';
+import { append, PrepareLane } from './append.ts';
 import { RevisionCache } from './revision-cache.ts';
 import { headPosition, readAll, readAllDetailed, readStream } from './read.ts';
 import { deleteStream, getStreamMetadata, truncateBefore } from './streams.ts';
@@ -51,12 +51,6 @@ export interface PostgreSQLEventStoreOptions {
    * remembered stream skip an index probe on the server. Default 100,000 (a few MB); 0 turns it off.
    */
   revisionCacheSize?: number;
-  /**
-   * Appends of at least this many events go in through a binary COPY instead of keel_append's
-   * arrays (see append.ts, copyAppend): cheaper for the server per event, at three more round
-   * trips per call. Default 100; 0 never uses COPY.
-   */
-  copyMinEvents?: number;
   logger?: Logger;
 }
 
@@ -72,10 +66,6 @@ export function getPostgreSQLEventStore(options: PostgreSQLEventStoreOptions): E
   const revisionCacheSize = options.revisionCacheSize ?? 100_000;
   if (!Number.isSafeInteger(revisionCacheSize) || revisionCacheSize < 0) {
     throw new ValidationError('revisionCacheSize must be a whole number >= 0', 'revisionCacheSize');
-  }
-  const copyMinEvents = options.copyMinEvents ?? COPY_MIN_EVENTS;
-  if (!Number.isSafeInteger(copyMinEvents) || copyMinEvents < 0) {
-    throw new ValidationError('copyMinEvents must be a whole number >= 0', 'copyMinEvents');
   }
   const ownsPool = !options.pool;
   const pool =
@@ -105,7 +95,6 @@ export function getPostgreSQLEventStore(options: PostgreSQLEventStoreOptions): E
     registry,
     revisions: new RevisionCache(revisionCacheSize),
     lane: new PrepareLane(),
-    copyMinEvents,
     onAppended: () => {
       hub.wakeAll();
       notifier?.schedule();
