@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- store [--events 500000] [--batch 1000] [--streams 10000] [--payload-bytes 1024]
- *                         [--concurrency 2] [--rate 200] [--seconds 10] [--read-batch 1000]`
+ *                         [--concurrency 2] [--rate 200] [--seconds 10] [--read-batch 1000] [--settle 1]`
  *
  * The PostgreSQL event store against same-run baselines on the same database. The machine is
  * shared (other work moves every figure), so each figure and its baseline are measured
@@ -16,6 +16,8 @@
  *    (staged from the store's table, untimed) into a table with the same columns and indexes, in
  *    chunks of the same size, each its own transaction: from one session (the ratio), and from
  *    --concurrency sessions. One INSERT ... SELECT of everything is reported for reference.
+ *    Each of these timed phases starts after an untimed CHECKPOINT and ends with a timed one, so
+ *    it pays for writing out the pages it dirtied, no more, no less (--settle 0: no checkpoints).
  * 3. readAll: the whole log in pages of --read-batch, as RecordedEvents (payload JSON parsed).
  *    Baseline: the same pages through node-pg's plain `SELECT *` (default row parsing, payload
  *    left as text).
@@ -61,6 +63,8 @@ export default async function storeBench(args: string[]): Promise<Record<string,
   const rate = opt('rate', 200);
   const seconds = opt('seconds', 10);
   const readBatch = opt('read-batch', 1_000);
+  // --settle 0: no checkpoints around the timed batched phases (the first sessions' method).
+  const settle = numberOption(args, 'settle', 1) !== 0;
   const calls = Math.ceil(totalEvents / batchSize);
 
   const cleanups: Cleanup[] = [];
@@ -135,11 +139,25 @@ export default async function storeBench(args: string[]): Promise<Record<string,
       ),
     );
     await admin.query('checkpoint');
+    // Each timed batched phase starts from clean shared buffers (an untimed CHECKPOINT) and ends
+    // with a timed one: every phase pays for writing out exactly the pages it dirtied. Without
+    // this (--settle 0), a phase paid for evicting the pages the phase before it left dirty: even
+    // while both sides insert row by row, but lopsided for any writer that writes its own pages
+    // (a COPY, with its 16 MB ring of buffers, paid twice when we tried one).
+    const settled = async (run: () => Promise<unknown>) => {
+      if (settle) await admin.query('checkpoint');
+      return cpuTimed(async () => {
+        await run();
+        if (settle) await admin.query('checkpoint');
+      });
+    };
+    let cpuTimed = (f: () => Promise<void>) => timed(f);
     for (let first = 0; first < calls; first += segmentCalls) {
       const last = Math.min(calls, first + segmentCalls);
       const before = await store.headPosition();
+      cpuTimed = (f) => cpu.ours.measure(() => timed(f));
       const segmentOurs = (
-        await cpu.ours.measure(() => timed(() =>
+        await settled(() =>
           inParallel(concurrency, first, last, async (c) => {
             const appends: StreamAppend[] = [];
             const n = Math.min(batchSize, totalEvents - c * batchSize);
@@ -150,7 +168,7 @@ export default async function storeBench(args: string[]): Promise<Record<string,
             const res = await store.appendBatch(appends);
             if (res.appended !== n) throw new Error(`call ${c} stored ${res.appended} of ${n}`);
           }),
-        ))
+        )
       ).seconds;
       oursSeconds += segmentOurs;
       // Stage the rows just written (untimed), numbered for chunking whatever gaps positions have.
@@ -166,9 +184,11 @@ export default async function storeBench(args: string[]): Promise<Record<string,
           from + k * batchSize,
           Math.min(staged, from + (k + 1) * batchSize),
         ]);
-      const segmentChunked = (await cpu.chunked.measure(() => timed(() => inParallel(1, 0, chunks, chunk('bench_chunked'))))).seconds;
+      cpuTimed = (f) => cpu.chunked.measure(() => timed(f));
+      const segmentChunked = (await settled(() => inParallel(1, 0, chunks, chunk('bench_chunked')))).seconds;
       chunkedSeconds += segmentChunked;
-      chunkedCSeconds += (await timed(() => inParallel(concurrency, 0, chunks, chunk('bench_chunked_c')))).seconds;
+      cpuTimed = (f) => timed(f);
+      chunkedCSeconds += (await settled(() => inParallel(concurrency, 0, chunks, chunk('bench_chunked_c')))).seconds;
       log(
         `  segment ${first / segmentCalls + 1}: appends ${Math.round((staged - from) / segmentOurs)}/s, ` +
           `INSERT ... SELECT ${Math.round((staged - from) / segmentChunked)}/s`,
@@ -243,7 +263,7 @@ export default async function storeBench(args: string[]): Promise<Record<string,
     return {
       postgres: { server, version: info.rows[0]!.version, synchronousCommit: info.rows[0]!.sc, sharedBuffers: info.rows[0]!.sb },
       machineLoad1m: loadAverage1mSince(loadAtStart),
-      workload: { events: totalEvents, batchSize, streams, payloadBytes, concurrency, schemaValidated: true },
+      workload: { events: totalEvents, batchSize, streams, payloadBytes, concurrency, schemaValidated: true, settle },
       singleAppend: {
         appendsPerSec: { inFlight1: loops.ours1.perSec(), inFlight8: loops.ours8.perSec() },
         baselineRawInsertPerSec: loops.raw1.perSec(),
