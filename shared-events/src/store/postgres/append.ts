@@ -36,8 +36,9 @@ export interface AppendContext {
  * finish together, are sent together and run on the server together, while the client waits
  * for both: the client's and the server's work alternate instead of overlapping, and on a
  * 2-core machine a core idles in each phase. Taking turns, a batch is sent as soon as it is
- * ready and the next one is prepared while the server inserts it (batched appends +N%, see
- * the store README). Small calls never wait: they prepare within one turn of the event loop.
+ * ready and the next one is prepared while the server inserts it (22.6 -> 18.2 ms per 1,000-event
+ * call with two in flight; see the store README). Small calls never wait: they prepare within one
+ * turn of the event loop.
  */
 export class PrepareLane {
   private busy = false;
