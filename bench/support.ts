@@ -188,7 +188,9 @@ export function cpuReading(): CpuReading | undefined {
     const close = s.lastIndexOf(')');
     if (s.slice(s.indexOf('(') + 1, close) !== 'postgres') continue;
     const f = s.slice(close + 2).split(' ');
-    server += (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND; // utime + stime
+    // utime + stime, plus cutime + cstime: the postmaster's reaped children (a backend or an
+    // autovacuum worker that exited during the measurement would otherwise take its CPU time along)
+    server += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICKS_PER_SECOND;
   }
   const own = process.cpuUsage();
   return { client: (own.user + own.system) / 1e6, server, idle };
