@@ -221,14 +221,35 @@ describe('the hints migration', () => {
 });
 
 describe('RevisionCache', () => {
-  it('keeps the most recently written streams up to its capacity', () => {
-    const c = new RevisionCache(2);
+  it('keeps the last capacity / 2 written streams, and never more than its capacity', () => {
+    const c = new RevisionCache(4); // generations of 2
     c.set('a', 1);
-    c.set('b', 1);
-    c.set('a', 2); // a is now the newest
-    c.set('c', 1); // b, the oldest, goes
+    c.set('b', 1); // a and b become the old generation
+    c.set('a', 2); // written again: the young generation has the newer revision
+    expect([c.hintFor('a', 'any'), c.hintFor('b', 'any')]).toEqual([2, 1]);
+    c.set('c', 1); // a and c become the old generation; b is dropped
     expect([c.hintFor('a', 'any'), c.hintFor('b', 'any'), c.hintFor('c', 'any')]).toEqual([2, -1, 1]);
-    expect(c.size).toBe(2);
+    expect(c.size).toBeLessThanOrEqual(4);
+  });
+
+  it('stays bounded and keeps the newest half through many writes of new streams (as under ingest)', () => {
+    const c = new RevisionCache(1000);
+    for (let i = 0; i < 100_000; i++) {
+      c.set(`s${i}`, i);
+      if (i % 997 === 0) expect(c.size).toBeLessThanOrEqual(1000);
+    }
+    for (let i = 100_000 - 500; i < 100_000; i++) expect(c.hintFor(`s${i}`, 'any')).toBe(i);
+    expect(c.hintFor('s0', 'any')).toBe(-1);
+  });
+
+  it('forgets a stream in both generations', () => {
+    const c = new RevisionCache(4);
+    c.set('a', 1);
+    c.set('b', 1); // old: a, b
+    c.set('a', 2); // young: a
+    c.forget(['a']);
+    expect(c.hintFor('a', 'any')).toBe(-1);
+    expect(c.hintFor('b', 'any')).toBe(1);
   });
 
   it('hints only where a hint cannot change the verdict', () => {
