@@ -144,20 +144,20 @@ export default async function storeBench(args: string[]): Promise<Record<string,
     // this (--settle 0), a phase paid for evicting the pages the phase before it left dirty: even
     // while both sides insert row by row, but lopsided for any writer that writes its own pages
     // (a COPY, with its 16 MB ring of buffers, paid twice when we tried one).
-    const settled = async (run: () => Promise<unknown>) => {
+    const settled = async (meter: CpuMeter | undefined, run: () => Promise<unknown>) => {
       if (settle) await admin.query('checkpoint');
-      return cpuTimed(async () => {
-        await run();
-        if (settle) await admin.query('checkpoint');
-      });
+      const phase = () =>
+        timed(async () => {
+          await run();
+          if (settle) await admin.query('checkpoint');
+        });
+      return meter ? meter.measure(phase) : phase();
     };
-    let cpuTimed = (f: () => Promise<void>) => timed(f);
     for (let first = 0; first < calls; first += segmentCalls) {
       const last = Math.min(calls, first + segmentCalls);
       const before = await store.headPosition();
-      cpuTimed = (f) => cpu.ours.measure(() => timed(f));
       const segmentOurs = (
-        await settled(() =>
+        await settled(cpu.ours, () =>
           inParallel(concurrency, first, last, async (c) => {
             const appends: StreamAppend[] = [];
             const n = Math.min(batchSize, totalEvents - c * batchSize);
@@ -184,11 +184,9 @@ export default async function storeBench(args: string[]): Promise<Record<string,
           from + k * batchSize,
           Math.min(staged, from + (k + 1) * batchSize),
         ]);
-      cpuTimed = (f) => cpu.chunked.measure(() => timed(f));
-      const segmentChunked = (await settled(() => inParallel(1, 0, chunks, chunk('bench_chunked')))).seconds;
+      const segmentChunked = (await settled(cpu.chunked, () => inParallel(1, 0, chunks, chunk('bench_chunked')))).seconds;
       chunkedSeconds += segmentChunked;
-      cpuTimed = (f) => timed(f);
-      chunkedCSeconds += (await settled(() => inParallel(concurrency, 0, chunks, chunk('bench_chunked_c')))).seconds;
+      chunkedCSeconds += (await settled(undefined, () => inParallel(concurrency, 0, chunks, chunk('bench_chunked_c')))).seconds;
       log(
         `  segment ${first / segmentCalls + 1}: appends ${Math.round((staged - from) / segmentOurs)}/s, ` +
           `INSERT ... SELECT ${Math.round((staged - from) / segmentChunked)}/s`,
@@ -207,8 +205,7 @@ export default async function storeBench(args: string[]): Promise<Record<string,
     );
     const batchedCpu = { ours: cpu.ours.perEvent(totalEvents), baselineChunked: cpu.chunked.perEvent(totalEvents) };
     if (batchedCpu.ours && batchedCpu.baselineChunked) {
-      const f = (c: NonNullable<typeof batchedCpu.ours>) => `client ${c.clientUs}, server ${c.serverUs}, machine idle ${c.machineIdleUs}`;
-      log(`  CPU µs per event: appends ${f(batchedCpu.ours)}; INSERT ... SELECT ${f(batchedCpu.baselineChunked)}`);
+      log(`  CPU µs per event: appends ${cpuText(batchedCpu.ours)}; INSERT ... SELECT ${cpuText(batchedCpu.baselineChunked)}`);
     }
 
     // ------------------------------------------------------------------------------ 3. read
@@ -255,8 +252,7 @@ export default async function storeBench(args: string[]): Promise<Record<string,
     log(`readAll: ${readPerSec} events/s; plain SELECT * pages: ${plainPerSec} events/s`);
     const readAllCpu = { ours: readCpu.ours.perEvent(readCount), baselinePlainSelect: readCpu.plain.perEvent(plainCount) };
     if (readAllCpu.ours && readAllCpu.baselinePlainSelect) {
-      const f = (c: NonNullable<typeof readAllCpu.ours>) => `client ${c.clientUs}, server ${c.serverUs}, machine idle ${c.machineIdleUs}`;
-      log(`  CPU µs per event: readAll ${f(readAllCpu.ours)}; plain SELECT ${f(readAllCpu.baselinePlainSelect)}`);
+      log(`  CPU µs per event: readAll ${cpuText(readAllCpu.ours)}; plain SELECT ${cpuText(readAllCpu.baselinePlainSelect)}`);
     }
 
     const ratio = (a: number, b: number) => Math.round((a / b) * 1000) / 1000;
@@ -296,6 +292,11 @@ export default async function storeBench(args: string[]): Promise<Record<string,
 }
 
 // ----------------------------------------------------------------------------------- helpers
+
+/** A CpuMeter reading for the log. */
+function cpuText(c: NonNullable<ReturnType<CpuMeter['perEvent']>>): string {
+  return `client ${c.clientUs}, server ${c.serverUs}, machine idle ${c.machineIdleUs}`;
+}
 
 function log(msg: string): void {
   console.error(`[bench store] ${msg}`);

@@ -109,15 +109,7 @@ const APPEND_SQL = `select first_position, base_revisions, recorded_at_ms
                    $14::text[], $15::text[], $16::text[], $17::int8[])`;
 
 export async function append(ctx: AppendContext, appends: StreamAppend[], withEvents: boolean): Promise<AppendOutcome> {
-  const lane = ctx.lane && Array.isArray(appends) && countEvents(appends) > SLICE ? ctx.lane : undefined;
-  if (lane) await lane.acquire();
-  let prepared: Awaited<ReturnType<typeof prepare>>;
-  try {
-    prepared = await prepare(appends, ctx.registry);
-  } finally {
-    lane?.release();
-  }
-  const { streams, order, inputs, json } = prepared;
+  const { streams, order, inputs, json } = await prepare(appends, ctx.registry, ctx.lane);
   if (streams.length === 0) return { streams: [], globalPosition: 0, appended: 0, ...(withEvents ? { events: [] } : {}) };
   let pending = streams;
   const stored = new Map<string, RecordedEvent>(); // replayed (already stored) events by id
@@ -184,21 +176,28 @@ interface Input {
 /** Events validated and encoded between two turns of the event loop. */
 const SLICE = 256;
 
-/** Events in a call, skipping malformed appends (prepare refuses those). */
-function countEvents(appends: StreamAppend[]): number {
-  let n = 0;
-  for (const a of appends) if (a && Array.isArray(a.events)) n += a.events.length;
-  return n;
-}
-
 /**
  * Validates and normalizes a whole call, yielding to the event loop every SLICE events: a
  * 1,000-event batch is ~10 ms of CPU, and holding the loop that long would stall the socket
  * write of the batch sent just before (the server then waits for its input) and every other
  * request of the process.
  */
-async function prepare(appends: StreamAppend[], registry: EventSchemaRegistry | undefined) {
+async function prepare(appends: StreamAppend[], registry: EventSchemaRegistry | undefined, lane: PrepareLane | undefined) {
   if (!Array.isArray(appends)) throw new ValidationError('appends must be an array', 'appends');
+  let count = 0; // malformed appends are refused in prepareAll
+  for (const a of appends) if (a && Array.isArray(a.events)) count += a.events.length;
+  // Only a call that yields between slices can interleave with another (see PrepareLane).
+  if (!lane || count <= SLICE) return prepareAll(appends, registry, count);
+  await lane.acquire();
+  try {
+    return await prepareAll(appends, registry, count);
+  } finally {
+    lane.release();
+  }
+}
+
+/** prepare's work; `count`: the call's events. */
+async function prepareAll(appends: StreamAppend[], registry: EventSchemaRegistry | undefined, count: number) {
   const streams: PreparedStream[] = [];
   const byId = new Map<string, PreparedStream>();
   const order: PreparedEvent[] = [];
@@ -208,7 +207,7 @@ async function prepare(appends: StreamAppend[], registry: EventSchemaRegistry | 
   const nowMs = Date.now();
   let sinceYield = 0;
   // Ids for events that come without one, drawn up to SLICE at a time (one random draw each).
-  let remaining = countEvents(appends);
+  let remaining = count;
   let idPool: string[] = [];
   let nextInPool = 0;
   const newId = () => {

@@ -32,45 +32,37 @@ const headerSize = (count: number): number => (count === 0 ? 12 : 20);
 type Utf8Writer = Buffer & { utf8Write(s: string, offset: number, length: number): number };
 
 /**
- * text[]; `undefined`/`null` elements become SQL NULL. One pass: each string is written where it
- * goes (into room for its worst case, 3 bytes per UTF-16 unit) and its length put in front
- * afterwards, instead of measuring every string first and writing it second.
+ * text[]; `undefined`/`null` elements become SQL NULL. One pass into room for the worst case (3
+ * bytes per UTF-16 unit), so the buffer never grows: see TextArrayBuilder.
  */
 export function textArray(values: readonly (string | undefined | null)[]): Buffer {
-  let room = headerSize(values.length);
+  let room = 0;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     room += v === undefined || v === null ? 4 : 4 + 3 * v.length;
   }
-  const buf = Buffer.allocUnsafe(room) as Utf8Writer;
-  let hasNulls = false;
-  let o = headerSize(values.length);
+  const b = new TextArrayBuilder(room);
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
-    if (v === undefined || v === null) {
-      hasNulls = true;
-      buf.writeInt32BE(-1, o);
-      o += 4;
-      continue;
-    }
-    const n = v.length === 0 ? 0 : buf.utf8Write(v, o + 4, room - o - 4);
-    buf.writeInt32BE(n, o);
-    o += 4 + n;
+    if (v === undefined || v === null) b.addNull();
+    else b.add(v);
   }
-  header(buf, OID.text, values.length, hasNulls);
-  return buf.subarray(0, o);
+  return b.toBuffer();
 }
 
 /**
- * A text[] (no NULLs) built one element at a time, each string encoded the moment it is added.
- * The append path puts every event's JSON here right after JSON.stringify: the string is then
- * garbage at once, instead of living (1 KB per event) until the call's arrays are built, which
- * made the young-generation GC copy and promote megabytes per batch.
+ * A text[] built one element at a time, each string encoded the moment it is added: written where
+ * it goes (into room for its worst case) and its length put in front afterwards, instead of
+ * measuring every string first and writing it second. The append path puts every event's JSON
+ * here right after JSON.stringify: the string is then garbage at once, instead of living (1 KB
+ * per event) until the call's arrays are built, which made the young-generation GC copy and
+ * promote megabytes per batch.
  */
 export class TextArrayBuilder {
   private buf: Buffer;
   private end = 20; // room for the header of a non-empty array
   private count = 0;
+  private hasNulls = false;
 
   /** `expectedBytes`: a guess at the encoded total; the buffer doubles when it is short. */
   constructor(expectedBytes = 1024) {
@@ -89,6 +81,17 @@ export class TextArrayBuilder {
     return at;
   }
 
+  /** Appends SQL NULL and returns where its element starts. */
+  addNull(): number {
+    const at = this.end;
+    if (this.buf.length - at < 4) this.grow(at + 4);
+    this.buf.writeInt32BE(-1, at);
+    this.end = at + 4;
+    this.count++;
+    this.hasNulls = true;
+    return at;
+  }
+
   get length(): number {
     return this.count;
   }
@@ -100,16 +103,21 @@ export class TextArrayBuilder {
 
   /** The array of every element added; a view that stays valid while nothing more is added. */
   toBuffer(): Buffer {
-    return this.buf.subarray(0, header(this.buf, OID.text, this.count, false) === 12 ? 12 : this.end);
+    return this.buf.subarray(0, header(this.buf, OID.text, this.count, this.hasNulls) === 12 ? 12 : this.end);
   }
 
   /** A new array of the elements that start at `starts` (as `add` returned them), in that order. */
   subset(starts: readonly number[]): Buffer {
-    let size = headerSize(starts.length);
-    for (const at of starts) size += 4 + this.buf.readInt32BE(at);
-    const out = Buffer.allocUnsafe(size);
-    let o = header(out, OID.text, starts.length, false);
-    for (const at of starts) o += this.buf.copy(out, o, at, at + 4 + this.buf.readInt32BE(at));
+    const size = (at: number) => 4 + Math.max(0, this.buf.readInt32BE(at)); // NULL: its -1 alone
+    let total = headerSize(starts.length);
+    let nulls = false;
+    for (const at of starts) {
+      total += size(at);
+      nulls ||= this.buf.readInt32BE(at) < 0;
+    }
+    const out = Buffer.allocUnsafe(total);
+    let o = header(out, OID.text, starts.length, nulls);
+    for (const at of starts) o += this.buf.copy(out, o, at, at + size(at));
     return out;
   }
 
